@@ -1,0 +1,71 @@
+"""Stable reason codes: the public vocabulary of every refusal.
+
+Reason codes are public API. They appear in problem+json bodies, logs, metrics
+and audit events. Never reword or renumber one; add new ones instead. The
+catalogue in docs/reason-codes.md is kept in sync by tests/test_reason_codes.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    status: int
+    title: str
+
+
+def _catalogue(*reasons: Reason) -> dict[str, Reason]:
+    return {r.code: r for r in reasons}
+
+
+REASONS: dict[str, Reason] = _catalogue(
+    # Routing (positive security model: unknown endpoints never reach the upstream).
+    Reason("route_not_found", 404, "No API operation matches this path"),
+    Reason("method_not_allowed", 405, "The operation does not allow this method"),
+    Reason("path_not_canonical", 400, "The request path is not in canonical form"),
+    # Malformed HTTP and request smuggling (RFC 9112 §6.3, §5.1, §5.2).
+    Reason("malformed_request", 400, "The request is not valid HTTP/1.1"),
+    Reason("ambiguous_message_length", 400, "Content-Length and Transfer-Encoding together"),
+    Reason("invalid_content_length", 400, "Content-Length is invalid or repeated"),
+    Reason("invalid_transfer_encoding", 501, "Transfer-Encoding is not supported"),
+    Reason("invalid_chunk", 400, "The chunked body is malformed"),
+    Reason("obsolete_line_folding", 400, "Header line folding (obs-fold) is not allowed"),
+    Reason("invalid_header", 400, "A header name or value is malformed"),
+    Reason("missing_host", 400, "HTTP/1.1 requests need exactly one Host header"),
+    Reason("uri_too_long", 414, "The request target is too long"),
+    Reason("headers_too_large", 431, "The request headers are too large"),
+    Reason("body_too_large", 413, "The request body is too large"),
+    Reason("request_timeout", 408, "The client was too slow sending the request"),
+    Reason("expectation_failed", 417, "Only 'Expect: 100-continue' is supported"),
+    Reason("client_cert_invalid", 400, "The forwarded client certificate is invalid"),
+    # Upstream.
+    Reason("upstream_unavailable", 502, "The upstream API could not be reached"),
+    Reason("upstream_timeout", 504, "The upstream API did not answer in time"),
+    Reason("upstream_bad_response", 502, "The upstream API sent an invalid response"),
+    # Gateway.
+    Reason("internal_error", 503, "The gateway could not evaluate its policies"),
+    Reason("shutting_down", 503, "The gateway is shutting down"),
+    # Admin listener.
+    Reason("admin_unauthorized", 401, "Admin authentication is required"),
+    Reason("admin_not_found", 404, "No such admin endpoint"),
+)
+
+
+def get_reason(code: str) -> Reason:
+    """Return the catalogue entry; an unknown code is a programming error."""
+    return REASONS[code]
+
+
+class FinwardError(Exception):
+    """Base class of finward's own exceptions."""
+
+
+class ConfigError(FinwardError):
+    """The configuration is invalid; ``problems`` lists every issue found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
