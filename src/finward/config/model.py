@@ -95,6 +95,9 @@ class ProxyConfig:
     # Header in which a trusted TLS terminator passes the client certificate
     # (URL-encoded PEM, as nginx $ssl_client_escaped_cert and Envoy XFCC Cert send).
     client_cert_header: str | None = None
+    # CA bundle that verifies certificates arriving in client_cert_header; defaults to
+    # listen.tls.client_ca. Needed when finward itself listens without TLS.
+    client_cert_ca: Path | None = None
     add_forwarded_headers: bool = True
 
 
@@ -122,3 +125,7 @@ class GatewayConfig:
     logging: LoggingConfig = LoggingConfig()
     server: ServerConfig = ServerConfig()
     source: Path | None = None  # the file this was loaded from
+    # Locations, written as `finward config check` prints them ("admin.token",
+    # "upstreams.bank.url"), whose values are secrets: named like one, or filled in from
+    # ${ENV}. Every output path (config show, admin API, logs) masks these values.
+    secret_locations: frozenset[str] = field(default=frozenset(), repr=False, compare=False)

@@ -1,0 +1,127 @@
+"""Build the typed GatewayConfig from a document that passed every check.
+
+Absent keys are left to the dataclass defaults in model.py (schema.json declares the
+same defaults for editors; a test keeps the two equal). Relative paths are resolved
+here, once, against the config file's folder, so nothing downstream depends on the
+process's working directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from finward.config.model import (
+    AdminConfig,
+    ApiConfig,
+    GatewayConfig,
+    LimitsConfig,
+    ListenConfig,
+    LoggingConfig,
+    ProxyConfig,
+    ServerConfig,
+    TimeoutsConfig,
+    TlsListenConfig,
+    UpstreamConfig,
+    UpstreamTlsConfig,
+)
+
+# Integer settings: JSON Schema accepts 8080.0 as an integer, the model wants an int.
+_INTEGER_KEYS = frozenset(
+    {
+        "port",
+        "max_connections",
+        "max_body_bytes",
+        "max_header_bytes",
+        "max_headers",
+        "max_uri_bytes",
+        "workers",
+    }
+)
+# Keys holding file paths, per section: `client_cert` is a path for an upstream but
+# a mode ("none", "optional", "required") on the listener.
+_LISTEN_TLS_PATHS = frozenset({"cert", "key", "client_ca"})
+_UPSTREAM_TLS_PATHS = frozenset({"ca", "client_cert", "client_key"})
+_SERVER_PATHS = frozenset({"pid_file"})
+_PROXY_PATHS = frozenset({"client_cert_ca"})
+_LOG_STREAMS = frozenset({"stdout", "stderr", "off"})
+_NESTED_KEYS = frozenset({"tls", "timeouts", "trusted_proxies"})
+
+
+def build_config(
+    document: dict[str, Any], base_dir: Path, source: Path, secret_locations: frozenset[str]
+) -> GatewayConfig:
+    listen_doc = _dict(document.get("listen"))
+    tls_doc = listen_doc.get("tls")
+    listen = ListenConfig(
+        **_settings(listen_doc, base_dir),
+        tls=TlsListenConfig(**_settings(tls_doc, base_dir, _LISTEN_TLS_PATHS))
+        if isinstance(tls_doc, dict)
+        else None,
+    )
+    upstreams = {
+        name: _build_upstream(name, _dict(raw), base_dir)
+        for name, raw in _dict(document.get("upstreams")).items()
+    }
+    apis = tuple(
+        ApiConfig(**{**_settings(raw, base_dir), "spec": base_dir / raw["spec"]})
+        for raw in document.get("apis") or []
+    )
+    proxy_doc = _dict(document.get("proxy"))
+    proxy = ProxyConfig(
+        **_settings(proxy_doc, base_dir, _PROXY_PATHS),
+        trusted_proxies=tuple(
+            ipaddress.ip_network(entry.strip(), strict=False)
+            for entry in proxy_doc.get("trusted_proxies") or []
+        ),
+    )
+    logging_settings = _settings(document.get("logging"), base_dir)
+    access_log = logging_settings.get("access_log")
+    if isinstance(access_log, str) and access_log not in _LOG_STREAMS:
+        logging_settings["access_log"] = str(base_dir / access_log)
+
+    return GatewayConfig(
+        listen=listen,
+        admin=AdminConfig(**_settings(document.get("admin"), base_dir)),
+        upstreams=upstreams,
+        apis=apis,
+        limits=LimitsConfig(**_settings(document.get("limits"), base_dir)),
+        proxy=proxy,
+        logging=LoggingConfig(**logging_settings),
+        server=ServerConfig(**_settings(document.get("server"), base_dir, _SERVER_PATHS)),
+        source=source,
+        secret_locations=secret_locations,
+    )
+
+
+def _build_upstream(name: str, raw: dict[str, Any], base_dir: Path) -> UpstreamConfig:
+    tls_doc = raw.get("tls")
+    return UpstreamConfig(
+        name=name,
+        **_settings(raw, base_dir),
+        timeouts=TimeoutsConfig(**_settings(raw.get("timeouts"), base_dir)),
+        tls=UpstreamTlsConfig(**_settings(tls_doc, base_dir, _UPSTREAM_TLS_PATHS))
+        if isinstance(tls_doc, dict)
+        else None,
+    )
+
+
+def _settings(section: Any, base_dir: Path, paths: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The plain values of one section, with numbers and paths normalised."""
+    out: dict[str, Any] = {}
+    for key, value in _dict(section).items():
+        if key in _NESTED_KEYS:
+            continue  # built explicitly by the caller
+        if key in _INTEGER_KEYS and isinstance(value, float):
+            value = int(value)
+        elif key.endswith("_s") and isinstance(value, int):
+            value = float(value)
+        elif key in paths and isinstance(value, str):
+            value = base_dir / value
+        out[key] = value
+    return out
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
