@@ -30,7 +30,7 @@ REASONS: dict[str, Reason] = _catalogue(
     Reason("malformed_request", 400, "The request is not valid HTTP/1.1"),
     Reason("ambiguous_message_length", 400, "Content-Length and Transfer-Encoding together"),
     Reason("invalid_content_length", 400, "Content-Length is invalid or repeated"),
-    Reason("invalid_transfer_encoding", 501, "Transfer-Encoding is not supported"),
+    Reason("invalid_transfer_encoding", 400, "Transfer-Encoding is invalid or not supported"),
     Reason("invalid_chunk", 400, "The chunked body is malformed"),
     Reason("obsolete_line_folding", 400, "Header line folding (obs-fold) is not allowed"),
     Reason("invalid_header", 400, "A header name or value is malformed"),
@@ -41,13 +41,15 @@ REASONS: dict[str, Reason] = _catalogue(
     Reason("request_timeout", 408, "The client was too slow sending the request"),
     Reason("expectation_failed", 417, "Only 'Expect: 100-continue' is supported"),
     Reason("client_cert_invalid", 400, "The forwarded client certificate is invalid"),
+    Reason("too_many_connections", 503, "The gateway has too many open connections"),
     # Upstream.
     Reason("upstream_unavailable", 502, "The upstream API could not be reached"),
     Reason("upstream_timeout", 504, "The upstream API did not answer in time"),
     Reason("upstream_bad_response", 502, "The upstream API sent an invalid response"),
     # Gateway.
     Reason("internal_error", 503, "The gateway could not evaluate its policies"),
-    Reason("shutting_down", 503, "The gateway is shutting down"),
+    # Logged only: the client went away before the response (nginx's 499).
+    Reason("client_closed", 499, "The client closed the connection before the response"),
     # Admin listener.
     Reason("admin_unauthorized", 401, "Admin authentication is required"),
     Reason("admin_not_found", 404, "No such admin endpoint"),

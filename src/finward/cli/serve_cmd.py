@@ -1,7 +1,100 @@
-"""Placeholder; replaced by the module's owner."""
+"""`finward serve` and `finward reload`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import typer
 
+from finward.errors import ConfigError
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO),
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
+    )
+
+
+def _load_or_exit(path: Path) -> object:
+    from finward.adapters.runner import load_checked
+
+    try:
+        return load_checked(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(problem, err=True)
+        raise typer.Exit(2) from None
+
+
+def serve(
+    config: Path = typer.Option(..., "--config", "-c", help="finward.yaml to serve"),
+    workers: int = typer.Option(0, "--workers", "-w", help="worker processes (0: from config)"),
+) -> None:
+    """Run the gateway in front of the configured upstreams."""
+
+    import uvloop
+
+    from finward.adapters.master import serve_master
+    from finward.adapters.runner import serve_single
+    from finward.config.model import GatewayConfig
+
+    cfg = _load_or_exit(config)
+    assert isinstance(cfg, GatewayConfig)
+    if workers < 0:
+        typer.echo("--workers must be at least 1", err=True)
+        raise typer.Exit(2)
+    if workers:
+        cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, workers=workers))
+    _setup_logging(cfg.logging.level)
+    if cfg.server.workers > 1:
+        raise typer.Exit(serve_master(config, cfg))
+    raise typer.Exit(uvloop.run(serve_single(config, cfg)))
+
+
+def reload(
+    config: Path = typer.Option(..., "--config", "-c", help="the finward.yaml the gateway serves"),
+) -> None:
+    """Ask a running gateway to reload its configuration (admin API, else pid file + SIGHUP)."""
+    from finward.config.model import GatewayConfig
+
+    cfg = _load_or_exit(config)
+    assert isinstance(cfg, GatewayConfig)
+    token = cfg.admin.token or os.environ.get("FINWARD_ADMIN_TOKEN")
+    if cfg.admin.enabled and token:
+        url = f"http://{cfg.admin.host}:{cfg.admin.port}/admin/reload"
+        req = urllib.request.Request(
+            url, method="POST", headers={"Authorization": f"Bearer {token}"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+                typer.echo(resp.read().decode())
+                return
+        except urllib.error.HTTPError as exc:
+            typer.echo(exc.read().decode(), err=True)
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            typer.echo(f"admin listener unreachable at {url}: {exc}", err=True)
+            raise typer.Exit(1) from None
+    if cfg.server.pid_file is not None and cfg.server.pid_file.exists():
+        pid = int(cfg.server.pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+        typer.echo(f"sent SIGHUP to {pid}")
+        return
+    typer.echo(
+        "no admin token and no server.pid_file configured: cannot reach the gateway", err=True
+    )
+    raise typer.Exit(1)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the top-level app."""
+    app.command("serve")(serve)
+    app.command("reload")(reload)

@@ -1,0 +1,122 @@
+"""A request body channel between the parser (producer) and the upstream writer (consumer).
+
+Backpressure: the protocol stops reading the socket while more than
+``HIGH_WATER`` bytes wait here, so a fast client cannot make the gateway buffer
+an upload the upstream reads slowly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+class ClientGoneError(Exception):
+    pass
+
+
+class BodyFramingError(Exception):
+    """The body broke HTTP framing (bad chunk, timeout); ``reason`` is the reason code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BodyChannel:
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_pause",
+        "_paused",
+        "_resume",
+        "_waiter",
+        "eof",
+        "error",
+        "on_first_read",
+        "received",
+    )
+
+    def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._pause = pause
+        self._resume = resume
+        self._paused = False
+        self.eof = False
+        self.error: BaseException | None = None
+        self.received = 0
+        # Called once when the consumer first asks for data ("Expect: 100-continue").
+        self.on_first_read: Callable[[], None] | None = None
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        self.received += len(data)
+        if self._buffered > HIGH_WATER and not self._paused:
+            self._paused = True
+            self._pause()
+        self._wake()
+
+    def finish(self) -> None:
+        self.eof = True
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """Next chunk; b"" at the end. Raises the failure that ended the body."""
+        if self.on_first_read is not None:
+            callback, self.on_first_read = self.on_first_read, None
+            callback()
+        while True:
+            if self.error is not None:
+                raise self.error
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                if self._paused and self._buffered < LOW_WATER:
+                    self._paused = False
+                    self._resume()
+                return chunk
+            if self.eof:
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await self.read()
+            if not chunk:
+                return
+            yield chunk
+
+    async def read_all(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLargeError
+            parts.append(chunk)
+        return b"".join(parts)

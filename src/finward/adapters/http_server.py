@@ -1,0 +1,373 @@
+"""HTTP/1.1 server protocol on llhttp (httptools): parse, guard, hand off to the proxy.
+
+The parser is llhttp in strict mode, which already refuses every classic
+smuggling shape (CL+TE, repeated Content-Length, bad chunk sizes, obs-fold,
+whitespace before the colon, bare LF). This module maps each refusal to a
+stable reason code, enforces size and time limits, and serialises requests on
+a connection (pipelined requests queue; responses go out in order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from finward.adapters.body import (
+    BodyChannel,
+    BodyFramingError,
+    BodyTooLargeError,
+    ClientGoneError,
+)
+from finward.adapters.tls import describe
+from finward.http import TlsInfo
+
+if TYPE_CHECKING:
+    from finward.adapters.worker import Worker
+
+# llhttp error text → reason code. Order matters: first match wins.
+PARSER_ERRORS: tuple[tuple[str, str], ...] = (
+    ("can't be present with", "ambiguous_message_length"),  # CL+TE in either order
+    ("content-length", "invalid_content_length"),
+    ("chunk", "invalid_chunk"),
+    ("transfer-encoding", "invalid_transfer_encoding"),
+    ("unexpected whitespace after header value", "obsolete_line_folding"),
+    ("header", "invalid_header"),
+)
+
+
+def reason_for_parser_error(message: str) -> str:
+    text = message.lower()
+    for needle, reason in PARSER_ERRORS:
+        if needle in text:
+            return reason
+    return "malformed_request"
+
+
+# How long to keep discarding a refused client's input before closing (see close_lingering).
+LINGER_S = 2.0
+
+
+class _HeadersTooLargeError(Exception):
+    pass
+
+
+class _UriTooLongError(Exception):
+    pass
+
+
+class _StopParsingError(Exception):
+    """A request after ``Connection: close``: never processed (RFC 9112 §9.6)."""
+
+
+class Exchange:
+    """One request/response on a connection."""
+
+    __slots__ = (
+        "body",
+        "complete",
+        "error_reason",
+        "has_body",
+        "headers",
+        "http_version",
+        "keep_alive",
+        "method",
+        "target",
+    )
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.target = ""
+        self.headers: list[tuple[str, str]] = []
+        self.http_version = "1.1"
+        self.keep_alive = True
+        self.body: BodyChannel | None = None
+        self.complete = False
+        self.error_reason: str | None = None  # set when refused before the pipeline
+        self.has_body = False
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        limits = worker.limits
+        self.max_header_bytes = limits.max_header_bytes
+        self.max_headers = limits.max_headers
+        self.max_uri_bytes = limits.max_uri_bytes
+        self.max_body_bytes = limits.max_body_bytes
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer_ip = ""
+        self.scheme = "http"
+        self.tls: TlsInfo | None = None
+        self.reading: Exchange | None = None  # being parsed
+        self.queue: deque[Exchange] = deque()  # parsed, waiting for the handler
+        self.handling: Exchange | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._url = bytearray()
+        self._header_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self.closed = False
+        self.closing = False  # no further requests on this connection
+        self.started_reading = False
+        self.lingering = False
+
+    # -- connection lifecycle ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else ""
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.scheme = "https"
+            version, cipher, der = describe(ssl_object)
+            self.tls = TlsInfo(version, cipher, der, "tls" if der else None)
+        if len(self.worker.connections) >= self.worker.limits.max_connections:
+            # Refuse early and cheaply: one fixed response, no parsing (fd exhaustion defence).
+            self.closing = True
+            self.refuse_now("too_many_connections")
+            return
+        self.worker.connections.add(self)
+        self._arm(self.worker.limits.keepalive_timeout_s, self._on_idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.worker.connections.discard(self)
+        self._disarm()
+        for ex in (self.reading, self.handling, *self.queue):
+            if ex is not None and ex.body is not None:
+                ex.body.fail(ClientGoneError())
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(ClientGoneError())
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ClientGoneError
+        if self._write_paused:
+            self._drain = asyncio.get_running_loop().create_future()
+            await self._drain
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+        self.closed = True
+
+    def close_lingering(self) -> None:
+        """Close after a final response without resetting the connection.
+
+        Closing a socket with unread input makes the kernel send RST, which can
+        destroy the response before the client reads it (nginx "lingering_close").
+        So: send FIN, discard input for a bounded time, then close.
+        """
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        if not transport.can_write_eof():  # TLS: close_notify, then close
+            self.close()
+            return
+        self.lingering = True
+        self.closing = True
+        transport.write_eof()
+        self._arm(LINGER_S, self.close)
+        transport.resume_reading()
+
+    # -- timers (bounded slowloris / idle exposure; no threads) -------------------------
+
+    def _arm(self, delay: float, callback: object) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(delay, callback)  # type: ignore[arg-type]
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_idle_timeout(self) -> None:
+        self.close()
+
+    def _on_request_timeout(self) -> None:
+        ex = self.reading
+        if ex is not None and ex.body is not None:
+            # Headers are in, the body is not: the handler answers 408 (or aborts upstream).
+            ex.body.fail(BodyFramingError("request_timeout"))
+            self.closing = True
+            return
+        self.refuse_now("request_timeout")
+
+    # -- parsing -----------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # discarding input until the client closes or LINGER_S passes
+        if self.closing and self.reading is None:
+            return  # refused connection: ignore the rest
+        if not self.started_reading:
+            self.started_reading = True
+            self._arm(self.worker.limits.header_timeout_s, self._on_request_timeout)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Upgrades (h2c, websocket) and CONNECT are not proxied: serve the
+            # request as plain HTTP/1.1 and close, since the parser stops here.
+            self.closing = True
+            self.pause_reading()
+        except httptools.HttpParserError as exc:
+            # Exceptions raised in our callbacks come back wrapped, as the context.
+            cause = exc.__context__
+            if isinstance(cause, _StopParsingError):
+                self.pause_reading()
+            elif isinstance(cause, _HeadersTooLargeError):
+                self.refuse_now("headers_too_large")
+            elif isinstance(cause, _UriTooLongError):
+                self.refuse_now("uri_too_long")
+            else:
+                self.refuse_now(reason_for_parser_error(str(exc)))
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed and not self.closing:
+            self.transport.resume_reading()
+
+    def on_message_begin(self) -> None:
+        if self.closing:
+            raise _StopParsingError
+        self.reading = Exchange()
+        self._url.clear()
+        self._header_bytes = 0
+        if not self.started_reading:
+            self.started_reading = True
+        self._arm(self.worker.limits.header_timeout_s, self._on_request_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.max_uri_bytes:
+            raise _UriTooLongError
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self.reading
+        assert ex is not None
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.max_header_bytes or len(ex.headers) >= self.max_headers:
+            raise _HeadersTooLargeError
+        ex.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        ex = self.reading
+        assert ex is not None
+        parser = self.parser
+        ex.method = parser.get_method().decode("ascii", "replace")
+        ex.target = self._url.decode("latin-1")
+        ex.http_version = parser.get_http_version()
+        ex.keep_alive = parser.should_keep_alive() and not self.closing
+        length = None
+        chunked = False
+        for name, value in ex.headers:
+            if name == "content-length":
+                length = int(value)  # llhttp validated digits and uniqueness
+            elif name == "transfer-encoding":
+                chunked = True
+        ex.has_body = chunked or bool(length)
+        if length is not None and length > self.max_body_bytes:
+            ex.error_reason = "body_too_large"  # refused before any byte is read
+        if ex.has_body:
+            ex.body = BodyChannel(self.pause_reading, self.resume_reading)
+            self._arm(self.worker.limits.body_timeout_s, self._on_request_timeout)
+        else:
+            self._disarm()
+        self.queue.append(ex)
+        self._schedule()
+
+    def on_body(self, data: bytes) -> None:
+        ex = self.reading
+        assert ex is not None and ex.body is not None
+        if ex.body.received + len(data) > self.max_body_bytes:
+            ex.body.fail(BodyTooLargeError())
+            ex.keep_alive = False
+            self.closing = True
+            self.pause_reading()
+            return
+        if ex.body.error is None:
+            ex.body.feed(data)
+
+    def on_message_complete(self) -> None:
+        ex = self.reading
+        assert ex is not None
+        ex.complete = True
+        if ex.body is not None:
+            ex.body.finish()
+        self.reading = None
+        if ex.body is not None or self.handling is not None:
+            self._disarm()
+        if not ex.keep_alive:
+            self.closing = True
+        # Pipelined requests wait for this response; don't buffer more of them.
+        if self.handling is not None or self.queue:
+            self.pause_reading()
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if self.handling is None and self.queue:
+            ex = self.queue.popleft()
+            self.handling = ex
+            self.task = asyncio.get_running_loop().create_task(self.worker.handle(self, ex))
+
+    def exchange_done(self, ex: Exchange) -> None:
+        """Called by the handler after the last byte of the response is written."""
+        self.handling = None
+        self.task = None
+        if self.closed:
+            return
+        if not ex.keep_alive or not ex.complete or (self.closing and not self.queue):
+            self.close_lingering()
+            return
+        if self.queue:
+            self._schedule()
+            return
+        self.started_reading = False
+        self._arm(self.worker.limits.keepalive_timeout_s, self._on_idle_timeout)
+        self.resume_reading()
+
+    def refuse_now(self, reason: str) -> None:
+        """Refuse the message being parsed (bad framing, limits) and close."""
+        self.closing = True
+        self.pause_reading()
+        ex = self.reading
+        self.reading = None
+        if ex is not None and (ex is self.handling or ex in self.queue):
+            # Headers were accepted and the body broke: its reader answers.
+            ex.keep_alive = False
+            if ex is not self.handling:
+                ex.error_reason = reason
+            if ex.body is not None:
+                ex.body.fail(BodyFramingError(reason))
+            return
+        ex = ex or Exchange()
+        ex.error_reason = reason
+        ex.keep_alive = False
+        ex.complete = True
+        if not ex.target:
+            ex.target = self._url.decode("latin-1")
+        self.queue.append(ex)
+        self._schedule()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)

@@ -1,0 +1,266 @@
+"""`finward serve` as a real process: workers, admin, reload under load, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.harness import TEST_SPEC, Upstream
+
+pytestmark = pytest.mark.slow
+
+READY = re.compile(
+    r"finward listening on http://127\.0\.0\.1:(\d+), admin on http://127\.0\.0\.1:(\d+)"
+)
+TOKEN = "test-admin-token-0123456789"
+
+
+def write_config(
+    path: Path, upstream_url: str, *, workers: int = 1, extra_api: bool = False
+) -> Path:
+    apis = f"""
+  - name: test-api
+    spec: {TEST_SPEC}
+    upstream: test
+"""
+    if extra_api:
+        apis += f"""
+  - name: second
+    spec: {TEST_SPEC}
+    upstream: test
+    base_path: /second
+"""
+    path.write_text(
+        f"""version: 1
+listen: {{host: 127.0.0.1, port: 0}}
+admin: {{enabled: true, host: 127.0.0.1, port: 0, token: "${{FW_TEST_TOKEN}}"}}
+upstreams:
+  test: {{url: "{upstream_url}"}}
+apis:{apis}
+logging: {{access_log: "off"}}
+server: {{workers: {workers}, shutdown_grace_s: 5}}
+"""
+    )
+    return path
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[bytes]
+    port: int
+    admin_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from finward.cli.main import main; main()", *args]
+
+
+def start(config: Path, *extra: str) -> Proc:
+    env = {**os.environ, "FW_TEST_TOKEN": TOKEN}
+    popen = subprocess.Popen(
+        _cli("serve", "-c", str(config), *extra),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )
+    assert popen.stderr is not None
+    deadline = time.monotonic() + 30
+    lines = []
+    while time.monotonic() < deadline:
+        line = popen.stderr.readline().decode()
+        lines.append(line)
+        match = READY.search(line)
+        if match:
+            os.set_blocking(popen.stderr.fileno(), False)
+            return Proc(popen, int(match.group(1)), int(match.group(2)))
+        if not line and popen.poll() is not None:
+            break
+    popen.kill()
+    popen.wait(timeout=5)
+    popen.stderr.close()
+    raise AssertionError(f"gateway did not start: {''.join(lines)}")
+
+
+def stop(proc: Proc) -> int:
+    if proc.popen.poll() is None:
+        proc.popen.send_signal(signal.SIGTERM)
+    try:
+        return proc.popen.wait(timeout=20)
+    finally:
+        if proc.popen.poll() is None:
+            proc.popen.kill()
+            proc.popen.wait(timeout=5)
+        if proc.popen.stderr is not None:
+            proc.popen.stderr.close()
+
+
+@pytest.fixture
+def tmp_config(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "finward.yaml"
+
+
+@pytest.fixture
+async def served(upstream: Upstream, tmp_config: Path) -> AsyncIterator[Proc]:
+    proc = start(write_config(tmp_config, upstream.url))
+    yield proc
+    stop(proc)
+
+
+async def test_bad_config_exits_2_with_located_problems(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        "version: 1\nupstreams: {bank: {url: 'http://127.0.0.1:1'}}\n"
+        "apis:\n  - {name: a, spec: nope.yaml, upstream: bnk}\n"
+    )
+    result = subprocess.run(_cli("serve", "-c", str(cfg)), capture_output=True, timeout=60)
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert "apis[0].upstream: unknown upstream 'bnk' (known: bank)" in err
+    assert "Traceback" not in err
+
+
+async def test_serves_and_admin_endpoints(served: Proc) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(served.url + "/items/abc") as r:
+            assert r.status == 200
+        async with s.get(served.url + "/admin") as r:
+            assert r.status == 404
+        async with s.get(served.admin + "/healthz") as r:
+            assert r.status == 200 and (await r.json()) == {"status": "ok"}
+        async with s.get(served.admin + "/readyz") as r:
+            assert r.status == 200
+        async with s.get(served.admin + "/metrics") as r:
+            text = await r.text()
+        assert (
+            'finward_requests_total{api="test-api",route="/items/{itemId}",'
+            'method="GET",status="200",reason=""} 1' in text
+        )
+        assert (
+            'finward_requests_total{api="",route="",method="",'
+            'status="404",reason="route_not_found"} 1' in text
+        )
+        assert "finward_request_duration_seconds_bucket" in text
+        async with s.post(served.admin + "/admin/reload") as r:
+            assert r.status == 401
+            assert (await r.json(content_type=None))["reason"] == "admin_unauthorized"
+        async with s.post(
+            served.admin + "/admin/reload", headers={"Authorization": "Bearer wrong"}
+        ) as r:
+            assert r.status == 401
+        async with s.post(
+            served.admin + "/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as r:
+            assert r.status == 200 and (await r.json())["reloaded"] is True
+        async with s.get(served.admin + "/metrics") as r:
+            text = await r.text()
+        assert 'finward_gateway_events_total{kind="admin_auth_failed",outcome="failure"} 2' in text
+        assert 'finward_gateway_events_total{kind="admin_action",outcome="success"} 1' in text
+
+
+async def test_sigterm_drains_in_flight_request(served: Proc) -> None:
+    async with aiohttp.ClientSession() as s:
+        pending = asyncio.ensure_future(s.get(served.url + "/slow?s=1"))
+        await asyncio.sleep(0.3)
+        served.popen.send_signal(signal.SIGTERM)
+        r = await pending
+        assert r.status == 200
+        r.release()
+    assert await asyncio.to_thread(served.popen.wait, 20) == 0
+
+
+async def _load(url: str, stop_at: float, results: list[int], errors: list[str]) -> None:
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() < stop_at:
+            try:
+                async with s.get(url) as r:
+                    await r.read()
+                    results.append(r.status)
+            except aiohttp.ClientError as exc:
+                errors.append(repr(exc))
+
+
+async def test_twenty_reloads_under_load_lose_nothing(upstream: Upstream, tmp_config: Path) -> None:
+    proc = start(write_config(tmp_config, upstream.url, workers=2))
+    try:
+        results: list[int] = []
+        errors: list[str] = []
+        stop_at = time.monotonic() + 12
+        load = [
+            asyncio.ensure_future(_load(proc.url + "/items/x", stop_at, results, errors))
+            for _ in range(4)
+        ]
+        async with aiohttp.ClientSession() as s:
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            for i in range(20):
+                write_config(tmp_config, upstream.url, workers=2, extra_api=i % 2 == 0)
+                if i % 2:
+                    proc.popen.send_signal(signal.SIGHUP)
+                    await asyncio.sleep(0.3)
+                else:
+                    async with s.post(proc.admin + "/admin/reload", headers=headers) as r:
+                        assert r.status == 200, await r.text()
+                    # The swap took effect in every worker: the new mount answers.
+                    for _ in range(4):
+                        async with s.get(proc.url + "/second/items/y") as r2:
+                            assert r2.status == 200
+                    await asyncio.sleep(0.2)
+            # A broken configuration is refused; the old one keeps serving.
+            tmp_config.write_text(
+                tmp_config.read_text().replace("upstream: test\n", "upstream: nope\n", 1)
+            )
+            async with s.post(proc.admin + "/admin/reload", headers=headers) as r:
+                assert r.status == 422
+                assert "unknown upstream 'nope'" in (await r.json())["detail"]
+            async with s.get(proc.url + "/items/z") as r:
+                assert r.status == 200
+            async with s.get(proc.admin + "/admin/status", headers=headers) as r:
+                assert len((await r.json())["pids"]) == 2
+        await asyncio.gather(*load)
+        assert errors == []
+        assert len(results) > 200
+        assert set(results) == {200}
+    finally:
+        assert stop(proc) == 0
+
+
+async def test_dead_worker_is_replaced(upstream: Upstream, tmp_config: Path) -> None:
+    proc = start(write_config(tmp_config, upstream.url, workers=2))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(proc.admin + "/admin/status", headers=headers) as r:
+                pids = (await r.json())["pids"]
+            os.kill(pids[0], signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            new: list[int] = []
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                async with s.get(proc.admin + "/admin/status", headers=headers) as r:
+                    new = (await r.json())["pids"]
+                if len(new) == 2 and pids[0] not in new:
+                    break
+            assert len(new) == 2 and pids[0] not in new
+            for _ in range(10):
+                async with s.get(proc.url + "/items/x") as r:
+                    assert r.status == 200
+    finally:
+        assert stop(proc) == 0
