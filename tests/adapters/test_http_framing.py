@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 
 from finward.config.model import LimitsConfig
+from finward.events import RequestEvent
 from tests.harness import Gateway, Upstream, make_config, raw_exchange, start_gateway, status_of
 
 SMUGGLING = [
@@ -247,3 +249,82 @@ async def test_connection_cap_refuses_extra_connections(upstream: Upstream) -> N
         assert status_of(ok) == 200
     finally:
         await gw.stop()
+
+
+async def test_trailer_fields_never_become_headers(gateway: Gateway) -> None:
+    resp = await raw_exchange(
+        gateway.port,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\nX-Smuggled: yes\r\nAuthorization: Bearer stolen\r\n\r\n",
+    )
+    assert status_of(resp) == 200
+    lowered = resp.lower()
+    assert b"x-smuggled" not in lowered and b"stolen" not in lowered
+
+
+async def test_transfer_coding_other_than_chunked_is_refused(
+    gateway: Gateway, upstream: Upstream
+) -> None:
+    resp = await raw_exchange(
+        gateway.port,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    )
+    assert status_of(resp) == 400
+    assert b"invalid_transfer_encoding" in resp
+    assert upstream.seen == []
+
+
+async def test_chunk_extensions_count_against_the_message_limit(upstream: Upstream) -> None:
+    limits = LimitsConfig(max_body_bytes=10_000, header_timeout_s=5, body_timeout_s=5)
+    gw = await start_gateway(make_config(upstream.url, limits=limits))
+    try:
+        resp = await raw_exchange(
+            gw.port,
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2;x="
+            + b"e" * 200_000
+            + b"\r\nab\r\n0\r\n\r\n",
+        )
+        assert status_of(resp) == 413
+        assert upstream.seen == []
+    finally:
+        await gw.stop()
+
+
+async def test_small_chunked_body_is_forwarded_with_a_length(gateway: Gateway) -> None:
+    resp = await raw_exchange(
+        gateway.port,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'3\r\n{"a\r\n4\r\n": 1\r\n1\r\n}\r\n0\r\n\r\n',
+    )
+    body = orjson.loads(resp.partition(b"\r\n\r\n")[2])
+    seen = dict(body["headers"])
+    assert seen["content-length"] == "8"
+    assert "transfer-encoding" not in seen
+    assert body["body"] == '{"a": 1}'
+
+
+async def test_oversized_chunked_body_never_reaches_upstream(upstream: Upstream) -> None:
+    limits = LimitsConfig(max_body_bytes=1000)
+    gw = await start_gateway(make_config(upstream.url, limits=limits))
+    try:
+        resp = await raw_exchange(
+            gw.port,
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"3e8\r\n"
+            + b"a" * 1000
+            + b"\r\n1\r\nb\r\n0\r\n\r\n",
+        )
+        assert status_of(resp) == 413
+        assert upstream.seen == []
+        events = [e for e in gw.events if isinstance(e, RequestEvent)]
+        assert events[-1].reason == "body_too_large" and events[-1].decided_by == "http"
+    finally:
+        await gw.stop()
+
+
+async def test_upstream_fingerprint_headers_are_removed(gateway: Gateway) -> None:
+    resp = await raw_exchange(
+        gateway.port, b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    head = resp.partition(b"\r\n\r\n")[0].lower()
+    assert b"\r\nserver:" not in head

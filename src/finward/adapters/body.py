@@ -111,6 +111,18 @@ class BodyChannel:
                 return
             yield chunk
 
+    async def read_prefix(self, limit: int) -> tuple[list[bytes], bool]:
+        """Read until the end or past ``limit`` bytes: (chunks, reached the end)."""
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = await self.read()
+            if not chunk:
+                return chunks, True
+            chunks.append(chunk)
+            size += len(chunk)
+        return chunks, False
+
     async def read_all(self, limit: int) -> bytes:
         parts: list[bytes] = []
         size = 0

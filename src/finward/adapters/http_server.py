@@ -46,6 +46,8 @@ def reason_for_parser_error(message: str) -> str:
     return "malformed_request"
 
 
+# Large reads are fed to the parser in slices so the per-message byte cap is checked.
+FEED_SLICE = 65_536
 # How long to keep discarding a refused client's input before closing (see close_lingering).
 LINGER_S = 2.0
 
@@ -58,6 +60,14 @@ class _UriTooLongError(Exception):
     pass
 
 
+class _FramingError(Exception):
+    """Raised from a parser callback to refuse the message with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class _StopParsingError(Exception):
     """A request after ``Connection: close``: never processed (RFC 9112 §9.6)."""
 
@@ -67,6 +77,7 @@ class Exchange:
 
     __slots__ = (
         "body",
+        "chunked",
         "complete",
         "error_reason",
         "has_body",
@@ -87,6 +98,7 @@ class Exchange:
         self.complete = False
         self.error_reason: str | None = None  # set when refused before the pipeline
         self.has_body = False
+        self.chunked = False
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -97,6 +109,12 @@ class HttpProtocol(asyncio.Protocol):
         self.max_headers = limits.max_headers
         self.max_uri_bytes = limits.max_uri_bytes
         self.max_body_bytes = limits.max_body_bytes
+        # Body plus chunk framing (a chunk header costs a few bytes per chunk), headers
+        # and request line: twice the body limit leaves ample room for honest framing.
+        self.max_message_bytes = (
+            2 * limits.max_body_bytes + limits.max_header_bytes + limits.max_uri_bytes + 65_536
+        )
+        self._raw_bytes = 0
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.peer_ip = ""
@@ -218,6 +236,22 @@ class HttpProtocol(asyncio.Protocol):
         if not self.started_reading:
             self.started_reading = True
             self._arm(self.worker.limits.header_timeout_s, self._on_request_timeout)
+        # Chunk extensions and framing never reach on_body, so max_body_bytes alone
+        # would not bound them: the raw bytes of one message are capped as well,
+        # checked between slices so one large read cannot slip past the check.
+        for start in range(0, len(data), FEED_SLICE):
+            if self.reading is not None:
+                self._raw_bytes += min(FEED_SLICE, len(data) - start)
+                if self._raw_bytes > self.max_message_bytes:
+                    self.refuse_now("body_too_large")
+                    return
+            if not self._feed(
+                data if len(data) <= FEED_SLICE else data[start : start + FEED_SLICE]
+            ):
+                return
+
+    def _feed(self, data: bytes) -> bool:
+        """Feed the parser; False once the connection refused or stopped parsing."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -225,6 +259,7 @@ class HttpProtocol(asyncio.Protocol):
             # request as plain HTTP/1.1 and close, since the parser stops here.
             self.closing = True
             self.pause_reading()
+            return False
         except httptools.HttpParserError as exc:
             # Exceptions raised in our callbacks come back wrapped, as the context.
             cause = exc.__context__
@@ -234,8 +269,12 @@ class HttpProtocol(asyncio.Protocol):
                 self.refuse_now("headers_too_large")
             elif isinstance(cause, _UriTooLongError):
                 self.refuse_now("uri_too_long")
+            elif isinstance(cause, _FramingError):
+                self.refuse_now(cause.reason)
             else:
                 self.refuse_now(reason_for_parser_error(str(exc)))
+            return False
+        return not self.closing or self.reading is not None
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -251,6 +290,7 @@ class HttpProtocol(asyncio.Protocol):
         self.reading = Exchange()
         self._url.clear()
         self._header_bytes = 0
+        self._raw_bytes = 0
         if not self.started_reading:
             self.started_reading = True
         self._arm(self.worker.limits.header_timeout_s, self._on_request_timeout)
@@ -266,6 +306,11 @@ class HttpProtocol(asyncio.Protocol):
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.max_header_bytes or len(ex.headers) >= self.max_headers:
             raise _HeadersTooLargeError
+        if ex.method:
+            # A trailer field of a chunked body: llhttp reports it like a header. It
+            # arrives after every check ran, so it is counted and dropped, never
+            # merged into the headers (trailer smuggling, RFC 9110 §6.5.1).
+            return
         ex.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -277,12 +322,17 @@ class HttpProtocol(asyncio.Protocol):
         ex.http_version = parser.get_http_version()
         ex.keep_alive = parser.should_keep_alive() and not self.closing
         length = None
-        chunked = False
+        codings: list[str] = []
         for name, value in ex.headers:
             if name == "content-length":
                 length = int(value)  # llhttp validated digits and uniqueness
             elif name == "transfer-encoding":
-                chunked = True
+                codings.extend(c.strip().lower() for c in value.split(","))
+        chunked = ex.chunked = bool(codings)
+        if chunked and codings != ["chunked"]:
+            # Only a lone "chunked" is understood. Dropping another coding (e.g. gzip)
+            # while re-chunking would hand the upstream bytes it cannot interpret.
+            raise _FramingError("invalid_transfer_encoding")
         ex.has_body = chunked or bool(length)
         if length is not None and length > self.max_body_bytes:
             ex.error_reason = "body_too_large"  # refused before any byte is read

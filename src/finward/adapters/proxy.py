@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import aiohttp
 
-from finward.adapters.body import BodyFramingError, BodyTooLargeError, ClientGoneError
+from finward.adapters.body import (
+    BodyChannel,
+    BodyFramingError,
+    BodyTooLargeError,
+    ClientGoneError,
+)
 from finward.adapters.clientcert import ClientCertError
 from finward.adapters.responses import problem_response, response_head
 from finward.adapters.upstream import UpstreamError
@@ -33,7 +39,13 @@ if TYPE_CHECKING:
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_")
 MAX_HOST_CHARS = 255
 _ID_HEADERS = frozenset({"x-request-id", "x-fapi-interaction-id"})
+# Upstream software fingerprints (OWASP API8): they help attackers pick exploits.
+_FINGERPRINT_HEADERS = frozenset(
+    {"server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version"}
+)
 _NO_BODY_STATUS = frozenset({204, 304})
+# Chunked request bodies up to this size are buffered and forwarded with a length.
+BUFFER_CHUNKED_BYTES = 1_048_576
 
 
 def _split_target(target: str) -> tuple[str, str] | None:
@@ -227,6 +239,34 @@ def _upstream_headers(
     return out
 
 
+async def _request_body(
+    ex: Exchange, headers: list[tuple[str, str]], max_body_bytes: int
+) -> bytes | AsyncIterator[bytes] | None:
+    """The body for the upstream: streamed, or de-chunked when small enough to buffer.
+
+    A chunked body of up to BUFFER_CHUNKED_BYTES is read whole first and sent with a
+    Content-Length, so an oversized body is refused before any byte reaches the
+    upstream, and the upstream never parses client-chosen chunk framing.
+    """
+    if ex.body is None:
+        return None
+    if not ex.chunked:
+        return ex.body.__aiter__()
+    chunks, complete = await ex.body.read_prefix(min(BUFFER_CHUNKED_BYTES, max_body_bytes))
+    if complete:
+        data = b"".join(chunks)
+        headers.append(("content-length", str(len(data))))
+        return data
+    return _chain(chunks, ex.body)
+
+
+async def _chain(prefix: list[bytes], rest: BodyChannel) -> AsyncIterator[bytes]:
+    for chunk in prefix:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+
+
 def _body_failure(ex: Exchange) -> Decision | None:
     """The client-side reason an upstream exchange broke, if it was the body's fault."""
     error = ex.body.error if ex.body is not None else None
@@ -253,11 +293,10 @@ async def _forward(
     target = state.upstreams.targets[name]
     headers = _upstream_headers(ex, request, state, peer_trusted, target.authority)
     path = route.upstream_path + ("?" + request.query if request.query else "")
-    body = None
-    if ex.body is not None:
-        body = ex.body.__aiter__()
     t_up = time.perf_counter()
     try:
+        body = await _request_body(ex, headers, state.config.limits.max_body_bytes)
+        t_up = time.perf_counter()
         resp = await state.upstreams.request(name, ex.method, path, headers, body)
     except (UpstreamError, ClientGoneError, BodyTooLargeError, BodyFramingError) as exc:
         failure = _body_failure(ex)
@@ -267,8 +306,9 @@ async def _forward(
             out.status, out.reason = 499, "client_closed"
             ex.keep_alive = False
             return
+        body_failed = _body_failure(ex) is not None
         _refuse(conn, ex, request, ctx, failure, out)
-        out.decided_by = "upstream" if isinstance(exc, UpstreamError) else "http"
+        out.decided_by = "http" if body_failed else "upstream"
         return
     out.upstream_ms = (time.perf_counter() - t_up) * 1000.0
     try:
@@ -287,7 +327,7 @@ async def _relay(
 ) -> None:
     status = resp.status
     raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in resp.raw_headers]
-    drop = HOP_BY_HOP | _ID_HEADERS | connection_tokens(raw)
+    drop = HOP_BY_HOP | _ID_HEADERS | _FINGERPRINT_HEADERS | connection_tokens(raw)
     headers = [(n, v) for n, v in raw if n not in drop and n != "content-length"]
     no_body = ex.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
     length = resp.content_length
