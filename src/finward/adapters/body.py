@@ -24,7 +24,11 @@ class ClientGoneError(Exception):
 
 
 class BodyFramingError(Exception):
-    """The body broke HTTP framing (bad chunk, timeout); ``reason`` is the reason code."""
+    """The message broke HTTP framing (bad coding, bad chunk, timeout).
+
+    ``reason`` is the reason code. Raised from parser callbacks, and set on a body
+    channel whose reader must answer with it.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -60,14 +60,6 @@ class _UriTooLongError(Exception):
     pass
 
 
-class _FramingError(Exception):
-    """Raised from a parser callback to refuse the message with ``reason``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class _StopParsingError(Exception):
     """A request after ``Connection: close``: never processed (RFC 9112 §9.6)."""
 
@@ -269,7 +261,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.refuse_now("headers_too_large")
             elif isinstance(cause, _UriTooLongError):
                 self.refuse_now("uri_too_long")
-            elif isinstance(cause, _FramingError):
+            elif isinstance(cause, BodyFramingError):
                 self.refuse_now(cause.reason)
             else:
                 self.refuse_now(reason_for_parser_error(str(exc)))
@@ -332,7 +324,7 @@ class HttpProtocol(asyncio.Protocol):
         if chunked and codings != ["chunked"]:
             # Only a lone "chunked" is understood. Dropping another coding (e.g. gzip)
             # while re-chunking would hand the upstream bytes it cannot interpret.
-            raise _FramingError("invalid_transfer_encoding")
+            raise BodyFramingError("invalid_transfer_encoding")
         ex.has_body = chunked or bool(length)
         if length is not None and length > self.max_body_bytes:
             ex.error_reason = "body_too_large"  # refused before any byte is read
