@@ -6,8 +6,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from finward.adapters.body import (
     BodyChannel,
     BodyFramingError,
@@ -16,7 +14,7 @@ from finward.adapters.body import (
 )
 from finward.adapters.clientcert import ClientCertError
 from finward.adapters.responses import problem_response, response_head
-from finward.adapters.upstream import UpstreamError
+from finward.adapters.upstream import UpstreamError, UpstreamResponse
 from finward.core.forwarding import (
     FORWARDING_HEADERS,
     HOP_BY_HOP,
@@ -322,11 +320,11 @@ async def _relay(
     ex: Exchange,
     request: RequestView,
     ctx: Context,
-    resp: aiohttp.ClientResponse,
+    resp: UpstreamResponse,
     out: _Outcome,
 ) -> None:
     status = resp.status
-    raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in resp.raw_headers]
+    raw = resp.headers
     drop = HOP_BY_HOP | _ID_HEADERS | _FINGERPRINT_HEADERS | connection_tokens(raw)
     headers = [(n, v) for n, v in raw if n not in drop and n != "content-length"]
     no_body = ex.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
@@ -358,20 +356,18 @@ async def _relay(
     sent = 0
     first = True
     try:
-        async for chunk in resp.content.iter_any():
-            if not chunk:
-                continue
+        async for chunk in resp.chunks():
             payload = b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk
             conn.write(head + payload if first else payload)
             first = False
             sent += len(chunk)
             await conn.drain()
-    except (aiohttp.ClientError, TimeoutError, ClientGoneError) as exc:
+    except (UpstreamError, ClientGoneError) as exc:
         ex.keep_alive = False
         if conn.closed or isinstance(exc, ClientGoneError):
             out.status, out.reason = 499, "client_closed"
             return
-        reason = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_bad_response"
+        reason = "upstream_timeout" if exc.reason == "upstream_timeout" else "upstream_bad_response"
         if first:  # nothing sent yet: the client still gets a proper problem
             _refuse(conn, ex, request, ctx, Decision.deny(reason), out)
             return

@@ -1,36 +1,30 @@
-"""Pooled HTTP/1.1 keep-alive connections to upstream APIs (aiohttp client).
+"""Pooled HTTP/1.1 keep-alive connections to upstream APIs.
 
-aiohttp was measured against httpx for this job (DESIGN.md: httpx about 4 times slower
-as an upstream client). Every option here closes a gap a reverse proxy must
-not have: no cookie jar (cookies of one client would be replayed for the next),
-no redirects followed, no content decoding, no environment proxies.
+The connection handling lives in ``upstream_client`` (llhttp-based; chosen over
+aiohttp's client by measurement, see docs/architecture.md). This module turns a
+configured upstream into a pool, frames the request head, and bounds every
+phase with the configured connect, read and total timeouts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import aiohttp
-from yarl import URL
-
+from finward.adapters.upstream_client import (
+    IDEMPOTENT,
+    ConnectionPool,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamResponse,
+)
 from finward.config.model import UpstreamConfig
 
-# Upstream response header limits (aiohttp defaults are 8190; banks' JWS
-# signatures in x-jws-signature headers can be longer).
-MAX_UPSTREAM_LINE = 16_384
-MAX_UPSTREAM_FIELD = 16_384
-
-
-class UpstreamError(Exception):
-    """An upstream failure, mapped to a stable reason code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+__all__ = ["UpstreamError", "UpstreamPool", "UpstreamResponse", "UpstreamTarget", "parse_target"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +48,13 @@ def parse_target(cfg: UpstreamConfig) -> UpstreamTarget:
     return UpstreamTarget(cfg.name, scheme, host, port, authority, parts.path.rstrip("/"))
 
 
-def _client_ssl(cfg: UpstreamConfig) -> ssl.SSLContext | bool:
+def _client_ssl(cfg: UpstreamConfig) -> ssl.SSLContext | None:
+    """TLS to the upstream: verified against the system or configured CAs (FAPI-03)."""
     if not cfg.url.startswith("https"):
-        return False
+        return None
     ctx = ssl.create_default_context(cafile=str(cfg.tls.ca) if cfg.tls and cfg.tls.ca else None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
     if cfg.tls is not None:
         if not cfg.tls.verify:
             ctx.check_hostname = False
@@ -70,47 +66,36 @@ def _client_ssl(cfg: UpstreamConfig) -> ssl.SSLContext | bool:
     return ctx
 
 
+def _head(method: str, target: str, headers: list[tuple[str, str]]) -> bytes:
+    # Header names and values were validated by llhttp on the way in (no CR, LF, NUL).
+    lines = [f"{method} {target} HTTP/1.1"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 class UpstreamPool:
-    """One aiohttp session (connection pool) per upstream; created on first use."""
+    """One connection pool per configured upstream; connections open on first use."""
 
     def __init__(self, upstreams: Mapping[str, UpstreamConfig]) -> None:
         self._configs = dict(upstreams)
         self.targets = {name: parse_target(cfg) for name, cfg in upstreams.items()}
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self._bases = {
-            name: f"{t.scheme}://{t.authority}{t.prefix}" for name, t in self.targets.items()
-        }
+        self._pools: dict[str, ConnectionPool] = {}
 
-    def _session(self, name: str) -> aiohttp.ClientSession:
-        session = self._sessions.get(name)
-        if session is None:
-            cfg = self._configs[name]
-            connector = aiohttp.TCPConnector(
-                limit=cfg.max_connections,
-                limit_per_host=cfg.max_connections,
-                keepalive_timeout=cfg.keepalive_s,
-                ssl=_client_ssl(cfg),
-                ttl_dns_cache=60,
+    def _pool(self, name: str) -> ConnectionPool:
+        pool = self._pools.get(name)
+        if pool is None:
+            cfg, target = self._configs[name], self.targets[name]
+            ctx = _client_ssl(cfg)
+            pool = ConnectionPool(
+                target.host,
+                target.port,
+                ctx,
+                target.host if ctx is not None else None,
+                cfg.max_connections,
+                cfg.keepalive_s,
             )
-            timeout = aiohttp.ClientTimeout(
-                total=cfg.timeouts.total_s,
-                sock_connect=cfg.timeouts.connect_s,
-                connect=cfg.timeouts.connect_s,
-                sock_read=cfg.timeouts.read_s,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=timeout,
-                auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-                max_line_size=MAX_UPSTREAM_LINE,
-                max_field_size=MAX_UPSTREAM_FIELD,
-                raise_for_status=False,
-            )
-            self._sessions[name] = session
-        return session
+            self._pools[name] = pool
+        return pool
 
     async def request(
         self,
@@ -119,35 +104,69 @@ class UpstreamPool:
         path_and_query: str,
         headers: list[tuple[str, str]],
         body: AsyncIterable[bytes] | bytes | None,
-    ) -> aiohttp.ClientResponse:
-        """Send the request; the caller must release the returned response."""
-        url = URL(self._bases[name] + path_and_query, encoded=True)
+    ) -> UpstreamResponse:
+        """Send the request and return once the response head arrived.
+
+        The caller reads ``response.chunks()`` and must call ``response.release()``.
+        """
+        cfg = self._configs[name]
+        timeouts = cfg.timeouts
+        deadline = time.monotonic() + timeouts.total_s
+        pool = self._pool(name)
+        chunked = isinstance(body, AsyncIterable) and all(n != "content-length" for n, _ in headers)
+        if chunked:
+            headers = [*headers, ("transfer-encoding", "chunked")]
+        head = _head(method, self.targets[name].prefix + path_and_query, headers)
+        # A stale keep-alive connection can fail before the upstream saw anything;
+        # only a replayable, idempotent request is retried (nginx proxy_next_upstream).
+        replayable = method in IDEMPOTENT and not isinstance(body, AsyncIterable)
+        for attempt in range(2 if replayable else 1):
+            conn = await pool.acquire(timeouts.connect_s, deadline)
+            try:
+                return await self._exchange(
+                    conn, method, head, body, chunked, timeouts.read_s, deadline
+                )
+            except UpstreamError as exc:
+                conn.abort()
+                pool.forget(conn)
+                stale = conn.reused and not conn.got_bytes and exc.reason == "upstream_unavailable"
+                if stale and attempt == 0 and replayable:
+                    continue
+                raise
+            except BaseException:
+                conn.abort()
+                pool.forget(conn)
+                raise
+        raise UpstreamError("upstream_unavailable", "the upstream closed the connection")
+
+    @staticmethod
+    async def _exchange(
+        conn: UpstreamConnection,
+        method: str,
+        head: bytes,
+        body: AsyncIterable[bytes] | bytes | None,
+        chunked: bool,
+        read_s: float,
+        deadline: float,
+    ) -> UpstreamResponse:
         try:
-            return await self._session(name).request(
-                method,
-                url,
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                compress=None,
-                chunked=None,
-            )
-        except TimeoutError as exc:
-            raise UpstreamError("upstream_timeout", "timed out waiting for the upstream") from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise UpstreamError("upstream_timeout", "timed out waiting for the upstream") from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            future = await conn.send(head, body, expect_body=method != "HEAD", chunked=chunked)
+        except ConnectionError:
             raise UpstreamError(
-                "upstream_unavailable", "the upstream could not be reached"
-            ) from exc
-        except aiohttp.ClientResponseError as exc:
-            raise UpstreamError(
-                "upstream_bad_response", "the upstream response was invalid"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError("upstream_unavailable", "the upstream connection failed") from exc
+                "upstream_unavailable", "the upstream closed the connection"
+            ) from None
+        wait = min(read_s, deadline - time.monotonic())
+        try:
+            response = await asyncio.wait_for(future, max(0.0, wait))
+        except TimeoutError:
+            raise UpstreamError("upstream_timeout", "timed out waiting for the upstream") from None
+        response.read_timeout = read_s
+        response.deadline = deadline
+        if not conn.body_sent:
+            response.keep_alive = False  # it answered before reading our whole body
+        return response
 
     async def close(self) -> None:
-        sessions, self._sessions = self._sessions, {}
-        for session in sessions.values():
-            await session.close()
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
