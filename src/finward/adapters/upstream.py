@@ -8,7 +8,6 @@ phase with the configured connect, read and total timeouts.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterable, Mapping
@@ -21,6 +20,7 @@ from finward.adapters.upstream_client import (
     UpstreamConnection,
     UpstreamError,
     UpstreamResponse,
+    wait_or_timeout,
 )
 from finward.config.model import UpstreamConfig
 
@@ -156,10 +156,7 @@ class UpstreamPool:
                 "upstream_unavailable", "the upstream closed the connection"
             ) from None
         wait = min(read_s, deadline - time.monotonic())
-        try:
-            response = await asyncio.wait_for(future, max(0.0, wait))
-        except TimeoutError:
-            raise UpstreamError("upstream_timeout", "timed out waiting for the upstream") from None
+        response = await wait_or_timeout(future, wait, "timed out waiting for the upstream")
         response.read_timeout = read_s
         response.deadline = deadline
         if not conn.body_sent:

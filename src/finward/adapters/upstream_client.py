@@ -18,7 +18,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import cast
+from typing import TypeVar, cast
 
 import httptools
 
@@ -28,6 +28,7 @@ from finward.adapters.body import HIGH_WATER, LOW_WATER
 MAX_RESPONSE_HEADER_BYTES = 65_536
 MAX_RESPONSE_HEADERS = 200
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+T = TypeVar("T")
 
 
 class UpstreamError(Exception):
@@ -41,6 +42,24 @@ class UpstreamError(Exception):
 
 class _HeaderLimitError(Exception):
     pass
+
+
+async def wait_or_timeout(future: asyncio.Future[T], seconds: float, detail: str) -> T:
+    """Await ``future`` for at most ``seconds``; then fail it with upstream_timeout.
+
+    Cheaper than asyncio.wait_for on the hot path (no extra task or future): one
+    loop timer that resolves the very future being awaited.
+    """
+
+    def expire() -> None:
+        if not future.done():
+            future.set_exception(UpstreamError("upstream_timeout", detail))
+
+    handle = asyncio.get_running_loop().call_later(max(0.0, seconds), expire)
+    try:
+        return await future
+    finally:
+        handle.cancel()
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -271,10 +290,10 @@ class UpstreamResponse:
             self._waiter = asyncio.get_running_loop().create_future()
             wait = min(self.read_timeout, self.deadline - time.monotonic())
             try:
-                await asyncio.wait_for(self._waiter, max(0.0, wait))
-            except TimeoutError:
+                await wait_or_timeout(self._waiter, wait, "the upstream body stalled")
+            except UpstreamError:
                 self.conn.abort()
-                raise UpstreamError("upstream_timeout", "the upstream body stalled") from None
+                raise
             finally:
                 self._waiter = None
 

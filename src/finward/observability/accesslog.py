@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from typing import IO
@@ -14,9 +15,14 @@ from finward.events import Event, GatewayEvent, RequestEvent
 PIPE_BUF = 4096
 
 
+@functools.lru_cache(maxsize=4)
+def _second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def _iso(ts: float) -> str:
-    ms = int((ts % 1) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{ms:03d}Z"
+    second = int(ts)
+    return f"{_second(second)}.{int((ts - second) * 1000):03d}Z"
 
 
 def format_request(ev: RequestEvent) -> dict[str, object]:
