@@ -264,3 +264,48 @@ async def test_dead_worker_is_replaced(upstream: Upstream, tmp_config: Path) -> 
                     assert r.status == 200
     finally:
         assert stop(proc) == 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_finward_reload_command(upstream: Upstream, tmp_path: Path) -> None:
+    """`finward reload` goes through the admin API with the token, else SIGHUP via the pid file."""
+    admin_port = _free_port()
+    config = write_config(tmp_path / "finward.yaml", upstream.url)
+    text = config.read_text().replace("port: 0, token", f"port: {admin_port}, token")
+    text = text.replace("server: {", f"server: {{pid_file: {tmp_path / 'finward.pid'}, ")
+    config.write_text(text)
+    proc = start(config)
+    env = {**os.environ, "FW_TEST_TOKEN": TOKEN}
+    try:
+        result = subprocess.run(
+            _cli("reload", "-c", str(config)), capture_output=True, env=env, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert b'"reloaded":true' in result.stdout
+        # A broken file is refused by the running gateway, and the command says so.
+        config.write_text(text.replace("upstream: test", "upstream: nope"))
+        result = subprocess.run(
+            _cli("reload", "-c", str(config)), capture_output=True, env=env, timeout=60
+        )
+        assert result.returncode == 2  # the CLI itself refuses to send a broken file
+        assert b"unknown upstream 'nope'" in result.stderr
+        config.write_text(text.replace(', token: "${FW_TEST_TOKEN}"', ""))
+        result = subprocess.run(
+            _cli("reload", "-c", str(config)),
+            capture_output=True,
+            env={k: v for k, v in env.items() if k != "FINWARD_ADMIN_TOKEN"},
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(b"sent SIGHUP to ")
+        async with aiohttp.ClientSession() as s, s.get(proc.url + "/items/a") as r:
+            assert r.status == 200
+    finally:
+        assert stop(proc) == 0
