@@ -53,6 +53,32 @@ REASONS: dict[str, Reason] = _catalogue(
     # Admin listener.
     Reason("admin_unauthorized", 401, "Admin authentication is required"),
     Reason("admin_not_found", 404, "No such admin endpoint"),
+    # Sender-constrained tokens and TPP identity (RFC 9449, RFC 8705, PSD2 RTS Art. 34).
+    Reason("dpop_proof_missing", 401, "A DPoP proof is required"),
+    Reason("dpop_proof_invalid", 401, "The DPoP proof is invalid"),
+    Reason("dpop_proof_replayed", 401, "The DPoP proof was already used"),
+    Reason("dpop_nonce_required", 401, "The DPoP proof must carry a fresh server nonce"),
+    Reason("dpop_binding_mismatch", 401, "The DPoP key is not the one the token is bound to"),
+    Reason("mtls_binding_mismatch", 401, "The client certificate is not the one the token is for"),
+    Reason("client_cert_required", 401, "A TLS client certificate is required"),
+    Reason("token_binding_missing", 401, "A sender-constrained access token is required"),
+    Reason("tpp_role_invalid", 403, "The TPP certificate lacks the PSD2 role for this service"),
+    Reason("tpp_certificate_invalid", 403, "The TPP certificate is not a valid PSD2 certificate"),
+    # Authentication: JWT access tokens (RFC 6750, RFC 9068, RFC 8725, FAPI 2.0 §5.3.4, §5.4).
+    Reason("token_missing", 401, "An access token is required"),
+    Reason("token_malformed", 401, "The access token is malformed"),
+    Reason("token_too_large", 401, "The access token is too large"),
+    Reason("token_signature_invalid", 401, "The access token signature is invalid"),
+    Reason("token_algorithm_not_allowed", 401, "The access token signing algorithm is not allowed"),
+    Reason("token_key_unknown", 401, "The access token was signed with an unknown key"),
+    Reason("token_expired", 401, "The access token has expired"),
+    Reason("token_not_yet_valid", 401, "The access token is not yet valid"),
+    Reason("token_issued_in_future", 401, "The access token was issued in the future"),
+    Reason("token_issuer_invalid", 401, "The access token issuer is not accepted"),
+    Reason("token_audience_invalid", 401, "The access token is not meant for this API"),
+    Reason("token_type_invalid", 401, "The token is not an access token"),
+    Reason("token_claims_missing", 401, "The access token lacks required claims"),
+    Reason("token_in_query", 401, "Access tokens are accepted only in the Authorization header"),
 )
 
 
