@@ -309,3 +309,28 @@ async def test_finward_reload_command(upstream: Upstream, tmp_path: Path) -> Non
             assert r.status == 200
     finally:
         assert stop(proc) == 0
+
+
+async def test_port_in_use_is_a_clear_error(upstream: Upstream, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path / "finward.yaml", upstream.url)
+        config.write_text(
+            config.read_text().replace(
+                "listen: {host: 127.0.0.1, port: 0}", f"listen: {{host: 127.0.0.1, port: {port}}}"
+            )
+        )
+        result = subprocess.run(
+            _cli("serve", "-c", str(config)),
+            capture_output=True,
+            timeout=60,
+            env={**os.environ, "FW_TEST_TOKEN": TOKEN},
+        )
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert "cannot start: Address already in use" in err and f"listen 127.0.0.1:{port}" in err
+    assert "Traceback" not in err

@@ -55,9 +55,21 @@ def serve(
     if workers:
         cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, workers=workers))
     _setup_logging(cfg.logging.level)
-    if cfg.server.workers > 1:
-        raise typer.Exit(serve_master(config, cfg))
-    raise typer.Exit(uvloop.run(serve_single(config, cfg)))
+    try:
+        if cfg.server.workers > 1:
+            code = serve_master(config, cfg)
+        else:
+            code = uvloop.run(serve_single(config, cfg))
+    except OSError as exc:
+        # Typically a port in use or a privileged port: say which, without a traceback.
+        typer.echo(f"finward: cannot start: {exc.strerror or exc}", err=True)
+        typer.echo(
+            f"  listen {cfg.listen.host}:{cfg.listen.port}, "
+            f"admin {cfg.admin.host}:{cfg.admin.port}",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 def reload(
