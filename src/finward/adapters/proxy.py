@@ -212,14 +212,21 @@ def _refuse(
     out.bytes_out = len(data)
 
 
+def upstream_drop_set(client_cert_header: str | None) -> frozenset[str]:
+    """Inbound headers never forwarded: hop-by-hop, the gateway's own, the cert header."""
+    drop = HOP_BY_HOP | FORWARDING_HEADERS | _ID_HEADERS | {"host", "expect"}
+    if client_cert_header:
+        drop = drop | {client_cert_header.lower()}
+    return frozenset(drop)
+
+
 def _upstream_headers(
     ex: Exchange, request: RequestView, state: WorkerState, peer_trusted: bool, authority: str
 ) -> list[tuple[str, str]]:
     cfg = state.config
-    drop = HOP_BY_HOP | FORWARDING_HEADERS | _ID_HEADERS | connection_tokens(ex.headers)
-    drop = drop | {"host", "expect"}
-    if cfg.proxy.client_cert_header:
-        drop = drop | {cfg.proxy.client_cert_header.lower()}
+    drop = state.upstream_drop
+    if any(n == "connection" for n, _ in ex.headers):
+        drop = drop | connection_tokens(ex.headers)
     out = [(n, v) for n, v in ex.headers if n not in drop]
     if cfg.proxy.add_forwarded_headers:
         out.extend(

@@ -20,7 +20,6 @@ from finward.adapters.upstream_client import (
     UpstreamConnection,
     UpstreamError,
     UpstreamResponse,
-    wait_or_timeout,
 )
 from finward.config.model import UpstreamConfig
 
@@ -155,8 +154,11 @@ class UpstreamPool:
             raise UpstreamError(
                 "upstream_unavailable", "the upstream closed the connection"
             ) from None
-        wait = min(read_s, deadline - time.monotonic())
-        response = await wait_or_timeout(future, wait, "timed out waiting for the upstream")
+        conn.arm(min(read_s, deadline - time.monotonic()), "timed out waiting for the upstream")
+        try:
+            response = await future
+        finally:
+            conn.disarm()
         response.read_timeout = read_s
         response.deadline = deadline
         if not conn.body_sent:

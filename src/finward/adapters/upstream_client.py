@@ -18,7 +18,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import TypeVar, cast
+from typing import cast
 
 import httptools
 
@@ -28,7 +28,6 @@ from finward.adapters.body import HIGH_WATER, LOW_WATER
 MAX_RESPONSE_HEADER_BYTES = 65_536
 MAX_RESPONSE_HEADERS = 200
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-T = TypeVar("T")
 
 
 class UpstreamError(Exception):
@@ -42,24 +41,6 @@ class UpstreamError(Exception):
 
 class _HeaderLimitError(Exception):
     pass
-
-
-async def wait_or_timeout(future: asyncio.Future[T], seconds: float, detail: str) -> T:
-    """Await ``future`` for at most ``seconds``; then fail it with upstream_timeout.
-
-    Cheaper than asyncio.wait_for on the hot path (no extra task or future): one
-    loop timer that resolves the very future being awaited.
-    """
-
-    def expire() -> None:
-        if not future.done():
-            future.set_exception(UpstreamError("upstream_timeout", detail))
-
-    handle = asyncio.get_running_loop().call_later(max(0.0, seconds), expire)
-    try:
-        return await future
-    finally:
-        handle.cancel()
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -81,6 +62,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self.expect_body = True
         self.body_sent = False
+        # One lazily re-armed timer per connection bounds every wait (head, body).
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._deadline_detail = ""
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -181,10 +166,37 @@ class UpstreamConnection(asyncio.Protocol):
             self.response.fail(error)
         self.abort()
 
+    def arm(self, seconds: float, detail: str) -> None:
+        """Fail the pending wait with upstream_timeout unless data arrives in ``seconds``."""
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + max(0.0, seconds)
+        self._deadline_detail = detail
+        if self._timer is None or self._timer.when() > self._deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+
+    def disarm(self) -> None:
+        self._deadline = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._deadline is None or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+            return
+        self._deadline = None
+        self._fail(UpstreamError("upstream_timeout", self._deadline_detail))
+
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.abort()
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def drain(self) -> None:
         if self._write_paused:
@@ -289,13 +301,12 @@ class UpstreamResponse:
                 return
             self._waiter = asyncio.get_running_loop().create_future()
             wait = min(self.read_timeout, self.deadline - time.monotonic())
+            self.conn.arm(wait, "the upstream body stalled")
             try:
-                await wait_or_timeout(self._waiter, wait, "the upstream body stalled")
-            except UpstreamError:
-                self.conn.abort()
-                raise
+                await self._waiter
             finally:
                 self._waiter = None
+                self.conn.disarm()
 
     def release(self) -> None:
         """Give the connection back when the exchange ended cleanly, else close it."""

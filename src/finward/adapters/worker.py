@@ -16,7 +16,7 @@ from typing import Any
 
 from finward.adapters.clientcert import ClientCertReader
 from finward.adapters.http_server import Exchange, HttpProtocol
-from finward.adapters.proxy import handle_exchange
+from finward.adapters.proxy import handle_exchange, upstream_drop_set
 from finward.adapters.upstream import UpstreamPool
 from finward.config.model import GatewayConfig
 from finward.errors import ConfigError
@@ -33,6 +33,7 @@ class WorkerState:
     gateway: CompiledGateway
     upstreams: UpstreamPool
     client_certs: ClientCertReader | None
+    upstream_drop: frozenset[str] = frozenset()
     inflight: int = 0
     retired: bool = False
 
@@ -52,7 +53,8 @@ def build_state(config: GatewayConfig) -> WorkerState:
         if ca is None:  # the config check refuses this; never run without anchors
             raise ConfigError(["proxy.client_cert_ca: required when client_cert_header is set"])
         reader = ClientCertReader(ca)
-    return WorkerState(gateway, UpstreamPool(config.upstreams), reader)
+    drop = upstream_drop_set(config.proxy.client_cert_header)
+    return WorkerState(gateway, UpstreamPool(config.upstreams), reader, drop)
 
 
 class Worker:
