@@ -8,7 +8,7 @@ from finward.sandbox.paths import spec_path
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="The sandbox bank: the demo upstream finward protects (no auth of its own).",
+    help="The sandbox bank finward protects (no auth of its own) and its test auth server.",
 )
 
 
@@ -23,6 +23,31 @@ def serve(
     from finward.sandbox.server import serve as serve_sandbox
 
     serve_sandbox(host=host, port=port, seed=seed)
+
+
+@app.command("authserver")
+def authserver(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; keep it on loopback."),
+    port: int = typer.Option(8082, min=0, max=65535, help="TCP port (0 picks a free one)."),
+    issuer: str = typer.Option("", help="Issuer URL [default: http://HOST:PORT]."),
+    audience: str = typer.Option("finward", help="The aud claim of issued tokens."),
+    gateway_secret: str = typer.Option(
+        "finward-gateway-sandbox-secret",
+        envvar="FINWARD_AUTHSERVER_GATEWAY_SECRET",
+        show_default=False,
+        help="Introspection secret of the finward-gateway client.",
+    ),
+) -> None:
+    """Serve the sandbox authorization server (test tokens for finward) until Ctrl-C."""
+    from finward.sandbox.authserver.server import serve as serve_authserver
+
+    serve_authserver(
+        host=host,
+        port=port,
+        issuer=issuer or None,
+        audience=audience,
+        gateway_secret=gateway_secret,
+    )
 
 
 @app.command("spec")
