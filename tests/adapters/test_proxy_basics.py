@@ -102,3 +102,34 @@ async def test_event_per_request_with_route_template(gateway: Gateway) -> None:
     ]
     assert events[0].operation_id == "getItem"
     assert events[0].upstream_latency_ms is not None
+
+
+async def test_async_policy_runs_in_the_gateway(gateway: Gateway, upstream: Upstream) -> None:
+    """A policy that awaits a store is honoured by the data plane, and fails closed."""
+    import dataclasses
+
+    from finward.core.pipeline import Context, Pipeline
+    from finward.decision import Decision
+    from finward.http import RequestView
+
+    class Gate:
+        name = "gate"
+        is_async = True
+
+        async def evaluate(self, request: RequestView, ctx: Context) -> Decision | None:
+            if request.headers.get("x-boom"):
+                raise RuntimeError("store unreachable")
+            return Decision.deny("route_not_found") if request.headers.get("x-deny") else None
+
+    state = gateway.worker.state
+    policies = [Gate(), *state.gateway.pipeline._policies]
+    state.gateway = dataclasses.replace(state.gateway, pipeline=Pipeline(policies))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(gateway.url + "/items/ok") as r:
+            assert r.status == 200
+        async with s.get(gateway.url + "/items/no", headers={"x-deny": "1"}) as r:
+            assert r.status == 404
+        async with s.get(gateway.url + "/items/boom", headers={"x-boom": "1"}) as r:
+            assert r.status == 503
+            assert (await r.json(content_type=None))["reason"] == "internal_error"
+    assert upstream.seen == ["/items/ok"]

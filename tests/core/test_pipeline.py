@@ -88,3 +88,67 @@ def test_problem_is_rfc9457() -> None:
         "request_id": "r",
         "interaction_id": "i",
     }
+
+
+class _AsyncStore:
+    """Stands in for a store protocol an adapter implements (e.g. a shared counter)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def allowed(self, key: str) -> bool:
+        self.calls += 1
+        return key != "blocked"
+
+
+class _AsyncPolicy:
+    name = "async-check"
+    is_async = True
+
+    def __init__(self, store: _AsyncStore) -> None:
+        self.store = store
+
+    async def evaluate(self, request: RequestView, ctx: Context) -> Decision | None:
+        if await self.store.allowed(request.client_ip):
+            return None
+        return Decision.deny("route_not_found")
+
+
+class _AsyncRaises:
+    name = "async-boom"
+    is_async = True
+
+    async def evaluate(self, request: RequestView, ctx: Context) -> Decision | None:
+        raise RuntimeError("store down")
+
+
+async def test_async_policies_are_awaited_in_order() -> None:
+    store = _AsyncStore()
+    after = _Counts()
+    pipeline = Pipeline([_Counts(), _AsyncPolicy(store), after])
+    assert pipeline.is_async
+    assert (await pipeline.evaluate_async(_request(), Context())).allowed
+    assert store.calls == 1 and after.calls == 1
+    blocked = _request()
+    blocked.client_ip = "blocked"
+    ctx = Context()
+    decision = await pipeline.evaluate_async(blocked, ctx)
+    assert decision.reason == "route_not_found" and ctx.decided_by == "async-check"
+    assert after.calls == 1
+
+
+async def test_async_policy_failure_fails_closed() -> None:
+    ctx = Context()
+    decision = await Pipeline([_AsyncRaises()]).evaluate_async(_request(), ctx)
+    assert decision.status == 503 and decision.reason == "internal_error"
+
+
+def test_sync_entry_point_refuses_an_async_pipeline() -> None:
+    import pytest
+
+    with pytest.raises(TypeError):
+        Pipeline([_AsyncPolicy(_AsyncStore())]).evaluate(_request(), Context())
+
+
+def test_sync_pipeline_is_not_async() -> None:
+    assert not Pipeline([_Counts()]).is_async

@@ -105,7 +105,11 @@ async def handle_exchange(
     out = _Outcome()
     decision = _precheck(conn, ex, request, split is not None, state, peer_trusted)
     if decision is None:
-        decision = state.gateway.pipeline.evaluate(request, ctx)
+        pipeline = state.gateway.pipeline
+        if pipeline.is_async:
+            decision = await pipeline.evaluate_async(request, ctx)
+        else:
+            decision = pipeline.evaluate(request, ctx)
         out.decided_by = ctx.decided_by
     else:
         out.decided_by = "http"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from finward.decision import ALLOW, Decision, Finding
 from finward.http import RequestView
@@ -41,30 +41,72 @@ class Policy(Protocol):
         """Return a Decision to stop the pipeline, or None to go on."""
 
 
+class AsyncPolicy(Protocol):
+    """A policy that waits on a store protocol (JWKS, introspection, shared counters).
+
+    The policy stays sans-IO: it awaits methods of a protocol object that an adapter
+    implements (memory in tests, Redis or HTTP in production); it never opens a
+    socket itself. ``is_async = True`` tells the pipeline to await it.
+    """
+
+    name: str
+    is_async: bool
+
+    async def evaluate(self, request: RequestView, ctx: Context) -> Decision | None:
+        """Return a Decision to stop the pipeline, or None to go on."""
+
+
+AnyPolicy = Policy | AsyncPolicy
+
+
 class Pipeline:
-    """An ordered, immutable list of policies."""
+    """An ordered, immutable list of policies.
 
-    __slots__ = ("_policies",)
+    ``evaluate`` runs an all-synchronous pipeline without creating a coroutine (the
+    common, hot case); ``evaluate_async`` also awaits policies marked ``is_async``.
+    ``is_async`` tells the adapter which one to call.
+    """
 
-    def __init__(self, policies: Sequence[Policy]) -> None:
-        self._policies: tuple[Policy, ...] = tuple(policies)
+    __slots__ = ("_policies", "is_async")
+
+    def __init__(self, policies: Sequence[AnyPolicy]) -> None:
+        self._policies: tuple[AnyPolicy, ...] = tuple(policies)
+        self.is_async = any(getattr(p, "is_async", False) for p in self._policies)
 
     @property
     def policy_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self._policies)
 
     def evaluate(self, request: RequestView, ctx: Context) -> Decision:
+        if self.is_async:
+            raise TypeError("this pipeline has async policies: use evaluate_async")
         for policy in self._policies:
             try:
-                decision = policy.evaluate(request, ctx)
+                decision = cast(Policy, policy).evaluate(request, ctx)
             except Exception:  # fail closed; never leak the exception to the client
-                log.exception(
-                    "policy %s raised; denying request %s", policy.name, request.request_id
-                )
-                ctx.decided_by = policy.name
-                ctx.findings.append(Finding(policy.name, "internal_error", "policy raised"))
-                return Decision.deny("internal_error")
+                return _failed(policy, request, ctx)
             if decision is not None and not decision.allowed:
                 ctx.decided_by = policy.name
                 return decision
         return ALLOW
+
+    async def evaluate_async(self, request: RequestView, ctx: Context) -> Decision:
+        for policy in self._policies:
+            try:
+                if getattr(policy, "is_async", False):
+                    decision = await cast(AsyncPolicy, policy).evaluate(request, ctx)
+                else:
+                    decision = cast(Policy, policy).evaluate(request, ctx)
+            except Exception:  # fail closed, as in evaluate()
+                return _failed(policy, request, ctx)
+            if decision is not None and not decision.allowed:
+                ctx.decided_by = policy.name
+                return decision
+        return ALLOW
+
+
+def _failed(policy: AnyPolicy, request: RequestView, ctx: Context) -> Decision:
+    log.exception("policy %s raised; denying request %s", policy.name, request.request_id)
+    ctx.decided_by = policy.name
+    ctx.findings.append(Finding(policy.name, "internal_error", "policy raised"))
+    return Decision.deny("internal_error")
