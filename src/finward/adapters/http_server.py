@@ -22,6 +22,7 @@ from finward.adapters.body import (
     BodyTooLargeError,
     ClientGoneError,
 )
+from finward.adapters.deadline import Deadline
 from finward.adapters.tls import describe
 from finward.http import TlsInfo
 
@@ -119,9 +120,7 @@ class HttpProtocol(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self._url = bytearray()
         self._header_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
-        self._deadline_cb: Callable[[], None] | None = None
+        self._deadline = Deadline()  # idle, header, body or linger: one at a time
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self.closed = False
@@ -152,10 +151,7 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.worker.connections.discard(self)
-        self._disarm()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         for ex in (self.reading, self.handling, *self.queue):
             if ex is not None and ex.body is not None:
                 ex.body.fail(ClientGoneError())
@@ -204,34 +200,10 @@ class HttpProtocol(asyncio.Protocol):
     # -- timers (bounded slowloris / idle exposure; no threads) -------------------------
 
     def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        """Set the one deadline of this connection (idle, header, body or linger).
-
-        Re-arming happens several times per request, so the loop timer is moved
-        only when the new deadline is earlier; a timer that fires early re-checks
-        the current deadline and sleeps again (no per-request timer churn).
-        """
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + delay
-        self._deadline_cb = callback
-        if self._timer is None or self._timer.when() > self._deadline:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = loop.call_at(self._deadline, self._on_timer)
+        self._deadline.arm(delay, callback)
 
     def _disarm(self) -> None:
-        self._deadline_cb = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        callback = self._deadline_cb
-        if callback is None or self.closed:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._deadline:
-            self._timer = loop.call_at(self._deadline, self._on_timer)
-            return
-        self._deadline_cb = None
-        callback()
+        self._deadline.disarm()
 
     def _on_idle_timeout(self) -> None:
         self.close()

@@ -23,6 +23,7 @@ from typing import cast
 import httptools
 
 from finward.adapters.body import HIGH_WATER, LOW_WATER
+from finward.adapters.deadline import Deadline
 
 # Response header limits (a JWS signature header from a bank can be several KB).
 MAX_RESPONSE_HEADER_BYTES = 65_536
@@ -63,8 +64,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.expect_body = True
         self.body_sent = False
         # One lazily re-armed timer per connection bounds every wait (head, body).
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: float | None = None
+        self._deadline = Deadline()
         self._deadline_detail = ""
 
     # -- asyncio.Protocol ------------------------------------------------------------
@@ -168,35 +168,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     def arm(self, seconds: float, detail: str) -> None:
         """Fail the pending wait with upstream_timeout unless data arrives in ``seconds``."""
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + max(0.0, seconds)
         self._deadline_detail = detail
-        if self._timer is None or self._timer.when() > self._deadline:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = loop.call_at(self._deadline, self._on_timer)
+        self._deadline.arm(seconds, self._expire)
 
     def disarm(self) -> None:
-        self._deadline = None
+        self._deadline.disarm()
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self._deadline is None or self.closed:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._deadline:
-            self._timer = loop.call_at(self._deadline, self._on_timer)
-            return
-        self._deadline = None
+    def _expire(self) -> None:
         self._fail(UpstreamError("upstream_timeout", self._deadline_detail))
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.abort()
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
 
     async def drain(self) -> None:
         if self._write_paused:
