@@ -144,8 +144,10 @@ async def test_serves_and_admin_endpoints(served: Proc) -> None:
             assert r.status == 200
         async with s.get(served.url + "/admin") as r:
             assert r.status == 404
-        async with s.get(served.admin + "/healthz") as r:
+        async with s.get(served.admin + "/healthz", headers={"X-Request-ID": "probe-7"}) as r:
             assert r.status == 200 and (await r.json()) == {"status": "ok"}
+            assert r.headers["X-Request-ID"] == "probe-7"
+            assert r.headers["x-fapi-interaction-id"]
         async with s.get(served.admin + "/readyz") as r:
             assert r.status == 200
         async with s.get(served.admin + "/metrics") as r:

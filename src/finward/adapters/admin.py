@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from finward.core.problem import PROBLEM_CONTENT_TYPE, render_problem
-from finward.core.request_ids import new_id
+from finward.core.request_ids import new_id, pick_ids
 from finward.decision import Decision
 from finward.events import GatewayEvent
 
@@ -32,11 +32,14 @@ class AdminHooks:
     emit: Callable[[GatewayEvent], None]
 
 
-def _problem(reason: str, detail: str | None = None) -> web.Response:
-    rid = new_id()
+IDS = web.RequestKey("finward_ids", tuple)
+
+
+def _problem(request: web.Request, reason: str, detail: str | None = None) -> web.Response:
+    rid, iid = request.get(IDS, (new_id(), new_id()))
     decision = Decision.deny(reason, detail)
     resp = web.Response(
-        body=render_problem(decision, request_id=rid, interaction_id=rid),
+        body=render_problem(decision, request_id=rid, interaction_id=iid),
         status=decision.status,
         content_type=PROBLEM_CONTENT_TYPE,
     )
@@ -83,7 +86,7 @@ def create_admin_app(hooks: AdminHooks, token: str | None) -> web.Application:
 
     async def reload(request: web.Request) -> web.Response:
         if not authenticated(request, "reload"):
-            return _problem("admin_unauthorized")
+            return _problem(request, "admin_unauthorized")
         ok, detail = await hooks.reload(f"admin:{request.remote}")
         hooks.emit(
             GatewayEvent(
@@ -102,7 +105,7 @@ def create_admin_app(hooks: AdminHooks, token: str | None) -> web.Application:
 
     async def status(request: web.Request) -> web.Response:
         if not authenticated(request, "status"):
-            return _problem("admin_unauthorized")
+            return _problem(request, "admin_unauthorized")
         hooks.emit(
             GatewayEvent(
                 time.time(),
@@ -114,10 +117,24 @@ def create_admin_app(hooks: AdminHooks, token: str | None) -> web.Application:
         )
         return web.Response(body=orjson.dumps(hooks.status()), content_type="application/json")
 
-    async def not_found(_: web.Request) -> web.Response:
-        return _problem("admin_not_found")
+    async def not_found(request: web.Request) -> web.Response:
+        return _problem(request, "admin_not_found")
 
-    app = web.Application(client_max_size=64 * 1024)
+    @web.middleware
+    async def request_ids(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # The admin listener answers with the same correlation headers as the data plane.
+        rid, iid = pick_ids(
+            request.headers.get("X-Request-ID"), request.headers.get("x-fapi-interaction-id")
+        )
+        request[IDS] = (rid, iid)
+        response = await handler(request)
+        response.headers["X-Request-ID"] = rid
+        response.headers["x-fapi-interaction-id"] = iid
+        return response
+
+    app = web.Application(client_max_size=64 * 1024, middlewares=[request_ids])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
