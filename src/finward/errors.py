@@ -79,6 +79,10 @@ REASONS: dict[str, Reason] = _catalogue(
     Reason("token_type_invalid", 401, "The token is not an access token"),
     Reason("token_claims_missing", 401, "The access token lacks required claims"),
     Reason("token_in_query", 401, "Access tokens are accepted only in the Authorization header"),
+    # Authorisation server (JWKS fetching, RFC 7662 introspection).
+    Reason("jwks_unavailable", 503, "The authorization server's signing keys are unavailable"),
+    Reason("introspection_unavailable", 503, "The token introspection endpoint is unavailable"),
+    Reason("token_inactive", 401, "The access token is not active"),
 )
 
 
