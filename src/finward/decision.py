@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finward.errors import get_reason
+from finward.errors import FinwardError, get_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +44,20 @@ class Decision:
 
 
 ALLOW = Decision(allowed=True)
+
+
+class DenialError(FinwardError):
+    """An exception that stands for one refusal: subclasses set the ``reason`` code."""
+
+    reason = "internal_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{self.reason}: {detail}")
+        self.detail = detail
+
+    @property
+    def status(self) -> int:
+        return get_reason(self.reason).status
+
+    def to_decision(self) -> Decision:
+        return Decision.deny(self.reason, self.detail)

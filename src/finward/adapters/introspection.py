@@ -36,8 +36,7 @@ from finward.adapters.jwks import DEFAULT_TIMEOUT_S, check_url
 from finward.auth.token_policy import MAX_TOKEN_BYTES
 from finward.auth.tokens import IssuerPolicy, TokenError, token_sha256
 from finward.clock import Clock
-from finward.decision import Decision
-from finward.errors import FinwardError, get_reason
+from finward.decision import DenialError
 
 # The longest an introspection result is trusted: the revocation latency (INTRO-04).
 DEFAULT_MAX_TTL_S = 60.0
@@ -52,21 +51,10 @@ PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519
 _ASSERTION_ALGORITHMS = frozenset({"PS256", "ES256", "EdDSA", "RS256"})
 
 
-class IntrospectionUnavailableError(FinwardError):
+class IntrospectionUnavailableError(DenialError):
     """The AS could not answer usefully: fail closed (503), never let the request through."""
 
     reason = "introspection_unavailable"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(f"{self.reason}: {detail}")
-        self.detail = detail
-
-    @property
-    def status(self) -> int:
-        return get_reason(self.reason).status
-
-    def to_decision(self) -> Decision:
-        return Decision.deny(self.reason, self.detail)
 
 
 class ClientAuth(Protocol):

@@ -27,8 +27,7 @@ import aiohttp
 
 from finward.auth.jwk import MAX_JWKS_BYTES, JwksError, KeySet, parse_jwks_json
 from finward.clock import Clock
-from finward.decision import Decision
-from finward.errors import FinwardError, get_reason
+from finward.decision import DenialError
 
 # How long fetched keys are used before the next request refreshes them. ASes rotate with
 # an overlap of hours; five minutes bounds how long a removed (compromised) key survives.
@@ -49,21 +48,10 @@ OAUTH_AUTHORIZATION_SERVER = "/.well-known/oauth-authorization-server"
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
 
-class JwksUnavailableError(FinwardError):
+class JwksUnavailableError(DenialError):
     """No usable keys for the issuer: the JWKS could not be fetched and nothing is cached."""
 
     reason = "jwks_unavailable"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(f"{self.reason}: {detail}")
-        self.detail = detail
-
-    @property
-    def status(self) -> int:
-        return get_reason(self.reason).status
-
-    def to_decision(self) -> Decision:
-        return Decision.deny(self.reason, self.detail)
 
 
 @dataclass(frozen=True, slots=True)
