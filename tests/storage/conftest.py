@@ -35,7 +35,8 @@ def is_ci() -> bool:
 
 def require_service(problem: str) -> NoReturn:
     if is_ci():
-        pytest.fail(f"{problem}; CI is set, so services are mandatory (.ci/run starts them)")
+        msg = f"{problem}; CI is set, so services are mandatory (.ci/run starts them)"
+        pytest.fail(msg, pytrace=False)
     pytest.skip(problem)
 
 

@@ -248,7 +248,7 @@ async def test_closed_store_refuses_every_call(store: StateStore) -> None:
 
 def test_memory_url() -> None:
     assert parse_state_store_url("memory://") == MemoryStoreConfig()
-    assert parse_state_store_url("memory://?max_replay_entries=5").max_replay_entries == 5  # type: ignore[union-attr]
+    assert parse_state_store_url("memory://?max_replay_entries=5") == MemoryStoreConfig(5)
     store = open_state_store("memory://", clock=SystemClock())
     assert isinstance(store, MemoryStateStore) and store.shared is False
 
