@@ -228,6 +228,35 @@ _REDIS_PARAMS = ("timeout_ms", "prefix", "max_connections", "refresh_ms", "max_s
 _REDISS_PARAMS = (*_REDIS_PARAMS, "ca_file")
 
 
+class SnapshotReads:
+    """The synchronous per-request checks, answered from a local snapshot.
+
+    Both backends keep revocations and suspensions in local dicts (the Redis one
+    refreshes them); they differ only in when the snapshot may be trusted, which
+    ``_check_readable`` decides.
+    """
+
+    _revoked: dict[str, Revocation]
+    _suspended: dict[str, Suspension]
+    _clock: Clock
+
+    def _check_readable(self) -> None:
+        raise NotImplementedError
+
+    def is_token_revoked(self, jti: str) -> bool:
+        self._check_readable()
+        revocation = self._revoked.get(jti)
+        return revocation is not None and revocation.until > self._clock.now()
+
+    def is_client_suspended(self, client_id: str) -> bool:
+        self._check_readable()
+        return client_id in self._suspended
+
+    def get_suspension(self, client_id: str) -> Suspension | None:
+        self._check_readable()
+        return self._suspended.get(client_id)
+
+
 def parse_state_store_url(url: str) -> StoreConfig:
     """Parse a state store URL; raise StateStoreURLError naming the problem.
 

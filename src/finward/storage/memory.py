@@ -17,6 +17,7 @@ from finward.auth.replay import DEFAULT_MAX_REPLAY_ENTRIES, MemoryReplayCache, R
 from finward.clock import Clock
 from finward.storage.base import (
     Revocation,
+    SnapshotReads,
     StateStoreFullError,
     StateStoreUnavailable,
     Suspension,
@@ -27,7 +28,7 @@ from finward.storage.base import (
 )
 
 
-class MemoryStateStore:
+class MemoryStateStore(SnapshotReads):
     """In-process :class:`~finward.storage.base.StateStore`; the clock is injected."""
 
     def __init__(
@@ -87,18 +88,8 @@ class MemoryStateStore:
         self._check_open()
         return self._suspended.pop(client_id, None) is not None
 
-    def is_token_revoked(self, jti: str) -> bool:
+    def _check_readable(self) -> None:
         self._check_open()
-        revocation = self._revoked.get(jti)
-        return revocation is not None and revocation.until > self._clock.now()
-
-    def is_client_suspended(self, client_id: str) -> bool:
-        self._check_open()
-        return client_id in self._suspended
-
-    def get_suspension(self, client_id: str) -> Suspension | None:
-        self._check_open()
-        return self._suspended.get(client_id)
 
     async def ping(self) -> bool:
         return not self._closed

@@ -49,6 +49,7 @@ from finward.clock import Clock
 from finward.storage.base import (
     RedisStoreConfig,
     Revocation,
+    SnapshotReads,
     StateStoreError,
     StateStoreUnavailable,
     Suspension,
@@ -83,7 +84,7 @@ return 1
 _MAX_PIPELINE = 1000
 
 
-class RedisStateStore:
+class RedisStateStore(SnapshotReads):
     """Shared :class:`~finward.storage.base.StateStore` over Redis 6.2+.
 
     Open one per worker process, after the fork, and ``await start()`` in its loop.
@@ -229,18 +230,8 @@ class RedisStateStore:
 
         return await self._run(write, locked=True)
 
-    def is_token_revoked(self, jti: str) -> bool:
+    def _check_readable(self) -> None:
         self._check_fresh()
-        revocation = self._revoked.get(jti)
-        return revocation is not None and revocation.until > self._clock.now()
-
-    def is_client_suspended(self, client_id: str) -> bool:
-        self._check_fresh()
-        return client_id in self._suspended
-
-    def get_suspension(self, client_id: str) -> Suspension | None:
-        self._check_fresh()
-        return self._suspended.get(client_id)
 
     async def ping(self) -> bool:
         try:
