@@ -14,6 +14,7 @@ from aiohttp import web
 
 from finward.adapters.tls import server_context
 from finward.adapters.worker import Worker
+from finward.clock import Clock
 from finward.config.model import (
     ApiConfig,
     GatewayConfig,
@@ -99,8 +100,9 @@ class Gateway:
         await self.worker.drain(1.0)
 
 
-async def start_gateway(config: GatewayConfig) -> Gateway:
-    worker = Worker(config)
+async def start_gateway(config: GatewayConfig, clock: Clock | None = None) -> Gateway:
+    worker = Worker(config, clock)
+    await worker.start()
     ssl_ctx = server_context(config.listen.tls) if config.listen.tls else None
     loop = asyncio.get_running_loop()
     server = await loop.create_server(worker.protocol_factory, "127.0.0.1", 0, ssl=ssl_ctx)

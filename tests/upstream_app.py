@@ -75,6 +75,7 @@ def create_upstream() -> web.Application:
         return resp
 
     app.router.add_route("*", "/echo", echo)
+    app.router.add_route("*", "/e/{tail:.*}", echo)  # echo under any path (prefix /e)
     app.router.add_get("/slow", slow)
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/chunked", chunked)

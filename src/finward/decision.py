@@ -24,6 +24,8 @@ class Decision:
     detail: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     findings: tuple[Finding, ...] = ()
+    # Extra members of the problem+json body (e.g. a Berlin Group message ``code``).
+    members: tuple[tuple[str, str], ...] = ()
 
     @staticmethod
     def deny(

@@ -53,6 +53,8 @@ REASONS: dict[str, Reason] = _catalogue(
     # Admin listener.
     Reason("admin_unauthorized", 401, "Admin authentication is required"),
     Reason("admin_not_found", 404, "No such admin endpoint"),
+    Reason("admin_invalid_request", 400, "The admin request is invalid"),
+    Reason("admin_not_configured", 409, "The gateway has no state store for this action"),
     # Sender-constrained tokens and TPP identity (RFC 9449, RFC 8705, PSD2 RTS Art. 34).
     Reason("dpop_proof_missing", 401, "A DPoP proof is required"),
     Reason("dpop_proof_invalid", 401, "The DPoP proof is invalid"),
@@ -83,6 +85,14 @@ REASONS: dict[str, Reason] = _catalogue(
     Reason("jwks_unavailable", 503, "The authorization server's signing keys are unavailable"),
     Reason("introspection_unavailable", 503, "The token introspection endpoint is unavailable"),
     Reason("token_inactive", 401, "The access token is not active"),
+    # Authorisation decisions on a valid token, revocation and suspension.
+    Reason("insufficient_scope", 403, "The access token lacks a scope this operation needs"),
+    Reason("token_revoked", 401, "The access token has been revoked"),
+    Reason("client_suspended", 403, "The client or TPP is suspended"),
+    Reason("tpp_client_mismatch", 403, "The TPP certificate does not belong to the token's client"),
+    Reason("token_in_body", 401, "Access tokens are accepted only in the Authorization header"),
+    Reason("token_in_cookie", 401, "Access tokens are accepted only in the Authorization header"),
+    Reason("state_store_unavailable", 503, "The gateway's shared state store is unavailable"),
 )
 
 

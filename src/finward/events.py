@@ -39,6 +39,14 @@ class RequestEvent:
     tls_version: str | None = None
     client_cert: str | None = None  # "tls" or "header" when a verified cert was present
     findings: tuple[Finding, ...] = ()
+    # Why a refusal happened, in the policy's fixed words (never echoes input or tokens).
+    detail: str | None = None
+    # The authenticated caller, when a token was verified. The PSU (token `sub`) is
+    # personal data and is not carried here; the token itself never is.
+    client_id: str | None = None
+    organisation_id: str | None = None  # eIDAS organizationIdentifier of the QWAC
+    token_id: str | None = None  # the token's jti
+    binding: str | None = None  # "mtls", "dpop" or None
 
 
 @dataclass(slots=True)

@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from finward.config.model import GatewayConfig
+from finward.auth.dpop import DPoPPolicy
+from finward.auth.policy import (
+    AuthPolicy,
+    AuthSettings,
+    AuthState,
+    IdentityHeaders,
+    TokenVerifier,
+)
+from finward.auth.replay import NonceService
+from finward.auth.rules import OperationAuth, compile_rules
+from finward.auth.tokens import VerifiedToken
+from finward.clock import Clock, SystemClock
+from finward.config.model import ApiAuthConfig, AuthConfig, GatewayConfig
 from finward.core.canonical import CanonicalPathPolicy
-from finward.core.pipeline import Pipeline
+from finward.core.pipeline import AnyPolicy, Pipeline
 from finward.core.route_policy import RoutingPolicy
 from finward.core.routing import Mount, Router
+from finward.errors import ConfigError
 from finward.openapi.loader import load_spec
+
+
+class AuthBackend(Protocol):
+    """What the adapter provides for authentication (finward.adapters.auth_runtime)."""
+
+    clock: Clock
+
+    @property
+    def store(self) -> AuthState: ...
+
+    def verifier(self, auth: AuthConfig) -> TokenVerifier: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +44,16 @@ class CompiledGateway:
     config: GatewayConfig
     router: Router
     pipeline: Pipeline
+    auth: AuthPolicy | None = None
 
 
-def compile_gateway(config: GatewayConfig) -> CompiledGateway:
+def compile_gateway(config: GatewayConfig, backend: AuthBackend | None = None) -> CompiledGateway:
+    """Compile ``config``. Without ``backend`` (validation only) the auth policy is built
+    but refuses every request with 503, as it has no way to verify tokens."""
     mounts = []
+    rules: dict[tuple[str, str, str], OperationAuth] = {}
+    auth_on = bool(config.auth.issuers)
+    problems: list[str] = []
     for api in config.apis:
         spec = load_spec(api.spec, api=api.name)
         mounts.append(
@@ -34,6 +65,80 @@ def compile_gateway(config: GatewayConfig) -> CompiledGateway:
                 operations=spec.operations,
             )
         )
+        if not auth_on:
+            if api.auth is not None and api.auth.token != "off":
+                problems.append(f"apis.{api.name}.auth: no issuers are configured in auth.issuers")
+            continue
+        try:
+            compiled = compile_rules(api.name, api.auth or ApiAuthConfig(), spec)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        rules.update({(api.name, m, t): rule for (m, t), rule in compiled.items()})
+    if problems:
+        raise ConfigError(problems)
     router = Router.compile(mounts)
-    pipeline = Pipeline([CanonicalPathPolicy(), RoutingPolicy(router)])
-    return CompiledGateway(config=config, router=router, pipeline=pipeline)
+    policies: list[AnyPolicy] = [CanonicalPathPolicy(), RoutingPolicy(router)]
+    auth_policy = None
+    if auth_on:
+        auth_policy = _auth_policy(config.auth, rules, backend)
+        policies.append(auth_policy)
+    return CompiledGateway(
+        config=config, router=router, pipeline=Pipeline(policies), auth=auth_policy
+    )
+
+
+def auth_settings(auth: AuthConfig) -> AuthSettings:
+    dpop = auth.dpop
+    names = auth.identity_headers
+    nonces = None
+    if dpop.nonce:
+        secrets = [s.encode("utf-8") for s in dpop.nonce_secrets]
+        nonces = NonceService(secrets, rotation_s=dpop.nonce_rotation_s)
+    return AuthSettings(
+        dpop=DPoPPolicy(
+            algorithms=dpop.algorithms, max_age_s=dpop.max_age_s, max_future_s=dpop.max_future_s
+        ),
+        identity_headers=IdentityHeaders(
+            client_id=names.client_id,
+            tpp_organisation=names.tpp_organisation,
+            subject=names.subject,
+            consent_id=names.consent_id,
+            scopes=names.scopes,
+        ),
+        public_base_url=auth.public_base_url,
+        nonces=nonces,
+        forward_token=auth.forward_token,
+        consent_claim=auth.consent_claim,
+        tpp_clients=dict(auth.tpp.clients),
+        require_qc_compliance=auth.tpp.require_qc_compliance,
+        issuers=frozenset(issuer.issuer for issuer in auth.issuers),
+    )
+
+
+def _auth_policy(
+    auth: AuthConfig,
+    rules: dict[tuple[str, str, str], OperationAuth],
+    backend: AuthBackend | None,
+) -> AuthPolicy:
+    settings = auth_settings(auth)
+    if backend is None:
+        unavailable = _NoBackend()
+        return AuthPolicy(rules, settings, unavailable, unavailable, SystemClock())
+    return AuthPolicy(rules, settings, backend.verifier(auth), backend.store, backend.clock)
+
+
+class _NoBackend:
+    """Stands in when a configuration is compiled only to be validated: fails closed."""
+
+    async def verify(self, token: str) -> VerifiedToken:
+        raise RuntimeError("no authentication backend")
+
+    async def seen_before(self, key: str, expires_at: float) -> bool:
+        raise RuntimeError("no state store")
+
+    def is_token_revoked(self, jti: str) -> bool:
+        raise RuntimeError("no state store")
+
+    def is_client_suspended(self, client_id: str) -> bool:
+        raise RuntimeError("no state store")

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.harness import TEST_SPEC, Upstream
+from tests.procs import TOKEN, Proc, cli_command, start, stop
 
 pytestmark = pytest.mark.slow
-
-READY = re.compile(
-    r"finward listening on http://127\.0\.0\.1:(\d+), admin on http://127\.0\.0\.1:(\d+)"
-)
-TOKEN = "test-admin-token-0123456789"
 
 
 def write_config(
@@ -55,64 +48,6 @@ server: {{workers: {workers}, shutdown_grace_s: 5}}
     return path
 
 
-@dataclass
-class Proc:
-    popen: subprocess.Popen[bytes]
-    port: int
-    admin_port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def admin(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from finward.cli.main import main; main()", *args]
-
-
-def start(config: Path, *extra: str) -> Proc:
-    env = {**os.environ, "FW_TEST_TOKEN": TOKEN}
-    popen = subprocess.Popen(
-        _cli("serve", "-c", str(config), *extra),
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        env=env,
-    )
-    assert popen.stderr is not None
-    deadline = time.monotonic() + 30
-    lines = []
-    while time.monotonic() < deadline:
-        line = popen.stderr.readline().decode()
-        lines.append(line)
-        match = READY.search(line)
-        if match:
-            os.set_blocking(popen.stderr.fileno(), False)
-            return Proc(popen, int(match.group(1)), int(match.group(2)))
-        if not line and popen.poll() is not None:
-            break
-    popen.kill()
-    popen.wait(timeout=5)
-    popen.stderr.close()
-    raise AssertionError(f"gateway did not start: {''.join(lines)}")
-
-
-def stop(proc: Proc) -> int:
-    if proc.popen.poll() is None:
-        proc.popen.send_signal(signal.SIGTERM)
-    try:
-        return proc.popen.wait(timeout=20)
-    finally:
-        if proc.popen.poll() is None:
-            proc.popen.kill()
-            proc.popen.wait(timeout=5)
-        if proc.popen.stderr is not None:
-            proc.popen.stderr.close()
-
-
 @pytest.fixture
 def tmp_config(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "finward.yaml"
@@ -131,7 +66,7 @@ async def test_bad_config_exits_2_with_located_problems(tmp_path: Path) -> None:
         "version: 1\nupstreams: {bank: {url: 'http://127.0.0.1:1'}}\n"
         "apis:\n  - {name: a, spec: nope.yaml, upstream: bnk}\n"
     )
-    result = subprocess.run(_cli("serve", "-c", str(cfg)), capture_output=True, timeout=60)
+    result = subprocess.run(cli_command("serve", "-c", str(cfg)), capture_output=True, timeout=60)
     assert result.returncode == 2
     err = result.stderr.decode()
     assert "apis[0].upstream: unknown upstream 'bnk' (known: bank)" in err
@@ -287,20 +222,20 @@ async def test_finward_reload_command(upstream: Upstream, tmp_path: Path) -> Non
     env = {**os.environ, "FW_TEST_TOKEN": TOKEN}
     try:
         result = subprocess.run(
-            _cli("reload", "-c", str(config)), capture_output=True, env=env, timeout=60
+            cli_command("reload", "-c", str(config)), capture_output=True, env=env, timeout=60
         )
         assert result.returncode == 0, result.stderr
         assert b'"reloaded":true' in result.stdout
         # A broken file is refused by the running gateway, and the command says so.
         config.write_text(text.replace("upstream: test", "upstream: nope"))
         result = subprocess.run(
-            _cli("reload", "-c", str(config)), capture_output=True, env=env, timeout=60
+            cli_command("reload", "-c", str(config)), capture_output=True, env=env, timeout=60
         )
         assert result.returncode == 2  # the CLI itself refuses to send a broken file
         assert b"unknown upstream 'nope'" in result.stderr
         config.write_text(text.replace(', token: "${FW_TEST_TOKEN}"', ""))
         result = subprocess.run(
-            _cli("reload", "-c", str(config)),
+            cli_command("reload", "-c", str(config)),
             capture_output=True,
             env={k: v for k, v in env.items() if k != "FINWARD_ADMIN_TOKEN"},
             timeout=60,
@@ -327,7 +262,7 @@ async def test_port_in_use_is_a_clear_error(upstream: Upstream, tmp_path: Path) 
             )
         )
         result = subprocess.run(
-            _cli("serve", "-c", str(config)),
+            cli_command("serve", "-c", str(config)),
             capture_output=True,
             timeout=60,
             env={**os.environ, "FW_TEST_TOKEN": TOKEN},

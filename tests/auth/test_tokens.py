@@ -447,3 +447,16 @@ def test_check_claims_accepts_plain_json_for_introspection_results() -> None:
     tokens.check_claims(claims(aud=["x", AUDIENCE]), policy(), NOW)
     with pytest.raises(TokenError, match="token_expired"):
         tokens.check_claims(claims(exp=int(NOW) - 1), policy(), NOW)
+
+
+@pytest.mark.parametrize("claim", ["client_id", "sub", "jti", "scope"])
+def test_introspection_claims_must_be_strings(claim: str) -> None:
+    """INTRO-03: a non-string client_id would skip suspension and the TPP mapping."""
+    from finward.auth.tokens import verified_from_introspection
+
+    claims = {"active": True, "client_id": "c", "sub": "s", "jti": "j", "scope": "a", claim: 7}
+    with pytest.raises(TokenError) as caught:
+        verified_from_introspection(claims, "https://as", "h" * 64)
+    assert caught.value.reason == "token_malformed"
+    ok = verified_from_introspection({"active": True, "client_id": "c"}, "https://as", "h")
+    assert ok.client_id == "c" and ok.exp == float("inf")

@@ -28,11 +28,16 @@ def environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "FINWARD_TLS_KEY": str(folder / "server-key.pem"),
         "FINWARD_CLIENT_CA": str(folder / "tpp-ca.pem"),
         "FINWARD_ADMIN_TOKEN": "example-admin-token-0123456789abcdef",
+        "FINWARD_DPOP_NONCE_SECRET": "example-dpop-nonce-secret-0123456789abcdef",
     }
 
 
 def test_there_are_examples() -> None:
-    assert {p.name for p in EXAMPLE_FILES} >= {"finward.yaml", "finward-tls.yaml"}
+    assert {p.name for p in EXAMPLE_FILES} >= {
+        "finward.yaml",
+        "finward-tls.yaml",
+        "finward-auth.yaml",
+    }
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=[p.name for p in EXAMPLE_FILES])

@@ -333,7 +333,7 @@ def test_load_config_lists_every_problem_schema_first_sorted_by_location(
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert caught.value.problems == [
-        "apis[1].colour: unknown key (allowed: base_path, name, spec, upstream, "
+        "apis[1].colour: unknown key (allowed: auth, base_path, name, spec, upstream, "
         "upstream_path_prefix)",
         "listen.port: 70000 is greater than the maximum of 65535",
         "server.workers: 0 is less than the minimum of 1",

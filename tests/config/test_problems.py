@@ -49,6 +49,23 @@ def test_problem_format_with_and_without_hint() -> None:
         (("upstreams", "b", "keepalive_s"), False),
         (("limits", "max_header_bytes"), False),
         (("listen", "tls", "cert"), False),
+        (("auth", "issuers", 0, "introspection", "client_secret"), True),
+        (("auth", "issuers", 0, "introspection", "private_key"), True),
+        (("auth", "dpop", "nonce_secrets", 0), True),
+        (("auth", "dpop", "nonce_secrets"), True),
+        # Named with a secret word, holding a mode, a format, a key id or an algorithm.
+        (("apis", 0, "auth", "token"), False),
+        (("apis", 0, "auth", "tags", "AIS", "token"), False),
+        (("apis", 0, "auth", "operations", "GET /x", "token"), False),
+        (("auth", "issuers", 0, "token_format"), False),
+        (("auth", "issuers", 0, "token_types", 0), False),
+        (("auth", "issuers", 0, "introspection", "key_id"), False),
+        (("auth", "issuers", 0, "introspection", "private_key_alg"), False),
+        (("auth", "token_cache_entries"), False),
+        (("auth", "forward_token"), False),
+        # ... but only there: a `token` anywhere else is still a secret.
+        (("apis", 0, "token"), True),
+        (("apis", 0, "auth", "tags", "token"), True),
     ],
 )
 def test_is_secret_location(location: tuple[str | int, ...], secret: bool) -> None:

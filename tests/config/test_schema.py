@@ -29,6 +29,15 @@ MODEL_OF = {
     "proxy": (model.ProxyConfig, set()),
     "logging": (model.LoggingConfig, set()),
     "server": (model.ServerConfig, set()),
+    "auth": (model.AuthConfig, set()),
+    "auth.issuers[]": (model.IssuerConfig, set()),
+    "auth.issuers[].introspection": (model.IntrospectionConfig, set()),
+    "auth.dpop": (model.DPoPConfig, set()),
+    "auth.tpp": (model.TppConfig, set()),
+    "auth.identity_headers": (model.IdentityHeadersConfig, set()),
+    "apis[].auth": (model.ApiAuthConfig, set()),
+    "apis[].auth.tags.<name>": (model.AccessRule, set()),
+    "apis[].auth.operations.<name>": (model.AccessRule, set()),
 }
 
 

@@ -51,6 +51,23 @@ LEAKY_CONFIGS = {
     "secret_named_field_unknown_key": "server: {password: S3cr3t-hunter2-7f3a9c}\n"
     + UPSTREAM
     + API,
+    "introspection_secret_unused": (
+        "auth: {audiences: [a], public_base_url: 'https://gw', issuers: [{issuer: 'https://as', "
+        "token_format: opaque, introspection: {endpoint: 'https://as/i', client_id: c, "
+        "auth_method: private_key_jwt, client_secret: S3cr3t-hunter2-7f3a9c}}]}\n" + UPSTREAM + API
+    ),
+    "nonce_secret_too_short": "auth: {dpop: {nonce_secrets: [S3cr3t-hunter2-7f3a9c]}}\n"
+    + UPSTREAM
+    + API,
+    "nonce_secret_wrong_type": "auth: {dpop: {nonce_secrets: [[S3cr3t-hunter2-7f3a9c]]}}\n"
+    + UPSTREAM
+    + API,
+    "state_store_password_bad_url": "auth: {state_store: 'redis://:S3cr3t-hunter2-7f3a9c@/x'}\n"
+    + UPSTREAM
+    + API,
+    "state_store_password_bad_scheme": "auth: {state_store: 'redix://:S3cr3t-hunter2-7f3a9c@h'}\n"
+    + UPSTREAM
+    + API,
 }
 ENVIRON = {"SECRET": SECRET, "SHORT": "hunter2"}
 

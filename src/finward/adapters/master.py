@@ -29,10 +29,12 @@ from finward.adapters.runner import (
     _write_pid,
     bind_listener,
 )
+from finward.clock import SystemClock
 from finward.config.model import GatewayConfig
 from finward.events import Event, EventBus, GatewayEvent
 from finward.observability.accesslog import AccessLog
 from finward.observability.metrics import MetricsRegistry
+from finward.storage.base import StateStore, StateStoreUnavailable, open_state_store
 
 log = logging.getLogger("finward.master")
 
@@ -107,6 +109,25 @@ async def _master(
         bus.emit(event)
         access_log.flush()
 
+    # The admin API's revocations and suspensions go to the master's own connection to
+    # the shared store (never a worker's: connections do not cross processes). The
+    # config checks refuse memory:// with workers and auth, so this is Redis.
+    store: StateStore | None = None
+
+    async def open_store(cfg: GatewayConfig) -> None:
+        nonlocal store
+        if store is not None or not cfg.auth.issuers:
+            return
+        store = open_state_store(cfg.auth.state_store, clock=SystemClock())
+        try:
+            await store.start()
+        except StateStoreUnavailable as exc:
+            # It keeps retrying in the background; admin calls answer 503 meanwhile.
+            log.warning("state store unavailable at start: %s", exc)
+            emit(GatewayEvent(time.time(), "state_store_unavailable", "failure", str(exc)))
+
+    await open_store(config)
+
     async def metrics() -> str:
         merged = MetricsRegistry()
         merged.merge(own_metrics.snapshot())
@@ -139,6 +160,7 @@ async def _master(
             emit(GatewayEvent(time.time(), "config_rejected", "failure", detail, actor))
             return False, detail
         reloader.config = new
+        await open_store(new)  # auth turned on by this reload
         emit(GatewayEvent(time.time(), "config_reloaded", "success", detail, actor))
         return True, detail
 
@@ -188,6 +210,8 @@ async def _master(
             ready=lambda: not stop.is_set() and bool(handles),
             status=lambda: _status(reloader.config, [h.pid for h in handles]),
             emit=emit,
+            state_store=lambda: store,
+            revocation_ttl_s=lambda: reloader.config.auth.revocation_ttl_s,
         )
         admin_runner, admin_port = await start_admin(
             create_admin_app(hooks, config.admin.token), config.admin.host, config.admin.port
@@ -216,6 +240,8 @@ async def _master(
             pass
     if admin_runner is not None:
         await admin_runner.cleanup()
+    if store is not None:
+        await store.close()
     access_log.close()
     listener.close()
     return 0

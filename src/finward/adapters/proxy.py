@@ -15,6 +15,7 @@ from finward.adapters.body import (
 from finward.adapters.clientcert import ClientCertError
 from finward.adapters.responses import problem_response, response_head
 from finward.adapters.upstream import UpstreamError, UpstreamResponse
+from finward.auth.bearer import is_token_in_form
 from finward.core.forwarding import (
     FORWARDING_HEADERS,
     HOP_BY_HOP,
@@ -62,11 +63,12 @@ def _split_target(target: str) -> tuple[str, str] | None:
 
 
 class _Outcome:
-    __slots__ = ("bytes_out", "decided_by", "reason", "status", "upstream_ms")
+    __slots__ = ("bytes_out", "decided_by", "detail", "reason", "status", "upstream_ms")
 
     def __init__(self) -> None:
         self.status = 0
         self.reason: str | None = None
+        self.detail: str | None = None
         self.upstream_ms: float | None = None
         self.bytes_out = 0
         self.decided_by: str | None = None
@@ -119,6 +121,7 @@ async def handle_exchange(
     else:
         _refuse(conn, ex, request, ctx, decision, out)
     route = ctx.route
+    principal = ctx.principal
     worker.emit(
         RequestEvent(
             time=started,
@@ -141,6 +144,12 @@ async def handle_exchange(
             bytes_out=out.bytes_out,
             tls_version=conn.tls.version if conn.tls else None,
             client_cert=request.tls.client_cert_source if request.tls else None,
+            findings=tuple(ctx.findings),
+            detail=out.detail,
+            client_id=principal.client_id if principal is not None else None,
+            organisation_id=principal.organisation_id if principal is not None else None,
+            token_id=principal.token.jti if principal is not None else None,
+            binding=principal.binding if principal is not None else None,
         )
     )
 
@@ -180,6 +189,10 @@ def _precheck(
             ex.body.on_first_read = lambda: conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     header_name = state.config.proxy.client_cert_header
     if header_name and state.client_certs is not None and peer_trusted:
+        if request.headers.count(header_name) > 1:
+            # A terminator that appends instead of replacing would let the client's own
+            # copy (a victim's public certificate) come first.
+            return Decision.deny("client_cert_invalid", "the certificate header is repeated")
         value = request.headers.get(header_name)
         if value:
             try:
@@ -213,25 +226,42 @@ def _refuse(
     conn.write(data)
     out.status = decision.status
     out.reason = decision.reason
+    out.detail = decision.detail
     out.bytes_out = len(data)
 
 
-def upstream_drop_set(client_cert_header: str | None) -> frozenset[str]:
-    """Inbound headers never forwarded: hop-by-hop, the gateway's own, the cert header."""
-    drop = HOP_BY_HOP | FORWARDING_HEADERS | _ID_HEADERS | {"host", "expect"}
+def upstream_drop_set(
+    client_cert_header: str | None, extra: frozenset[str] = frozenset()
+) -> frozenset[str]:
+    """Inbound headers never forwarded: hop-by-hop, the gateway's own, the cert header,
+    and ``extra`` (identity headers the gateway sets, the DPoP proof)."""
+    drop = HOP_BY_HOP | FORWARDING_HEADERS | _ID_HEADERS | {"host", "expect"} | extra
     if client_cert_header:
         drop = drop | {client_cert_header.lower()}
     return frozenset(drop)
 
 
 def _upstream_headers(
-    ex: Exchange, request: RequestView, state: WorkerState, peer_trusted: bool, authority: str
+    ex: Exchange,
+    request: RequestView,
+    state: WorkerState,
+    ctx: Context,
+    peer_trusted: bool,
+    authority: str,
 ) -> list[tuple[str, str]]:
     cfg = state.config
     drop = state.upstream_drop
+    if ctx.upstream_drop:
+        drop = drop | ctx.upstream_drop
     if any(n == "connection" for n, _ in ex.headers):
         drop = drop | connection_tokens(ex.headers)
-    out = [(n, v) for n, v in ex.headers if n not in drop]
+    # "_" and "-" name the same variable to CGI/WSGI/PHP upstreams (HTTP_X_FINWARD_PSU_ID):
+    # an underscore spelling of a dropped header is dropped too.
+    out = [
+        (n, v)
+        for n, v in ex.headers
+        if n not in drop and not ("_" in n and n.replace("_", "-") in drop)
+    ]
     if cfg.proxy.add_forwarded_headers:
         out.extend(
             forwarding_headers(
@@ -245,6 +275,7 @@ def _upstream_headers(
     out.append(("host", authority))
     out.append(("x-request-id", request.request_id))
     out.append(("x-fapi-interaction-id", request.interaction_id))
+    out.extend(ctx.upstream_headers)
     return out
 
 
@@ -276,6 +307,27 @@ async def _chain(prefix: list[bytes], rest: BodyChannel) -> AsyncIterator[bytes]
         yield chunk
 
 
+def _form_kind(request: RequestView) -> str | None:
+    """The form media type a body may be parsed as, however loosely it is spelt."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return None
+    lowered = content_type.lower()
+    if "x-www-form-urlencoded" in lowered:
+        return "application/x-www-form-urlencoded"
+    if "multipart/form-data" in lowered:
+        return "multipart/form-data"
+    return None
+
+
+def _form_token_refusal() -> Decision:
+    return Decision.deny(
+        "token_in_body",
+        "access tokens are accepted only in the Authorization header",
+        headers=(("WWW-Authenticate", 'Bearer error="invalid_request"'),),
+    )
+
+
 def _body_failure(ex: Exchange) -> Decision | None:
     """The client-side reason an upstream exchange broke, if it was the body's fault."""
     error = ex.body.error if ex.body is not None else None
@@ -300,11 +352,23 @@ async def _forward(
     assert route is not None
     name = route.mount.upstream
     target = state.upstreams.targets[name]
-    headers = _upstream_headers(ex, request, state, peer_trusted, target.authority)
+    headers = _upstream_headers(ex, request, state, ctx, peer_trusted, target.authority)
     path = route.upstream_path + ("?" + request.query if request.query else "")
     t_up = time.perf_counter()
     try:
-        body = await _request_body(ex, headers, state.config.limits.max_body_bytes)
+        body: bytes | AsyncIterator[bytes] | None
+        form = _form_kind(request) if ctx.check_form_token else None
+        if form is not None and ex.body is not None:
+            # RFC 6750 §2.2, FAPI-05: read the (bounded) form, refuse an access_token in it.
+            body = await ex.body.read_all(state.config.limits.max_body_bytes)
+            if is_token_in_form(body, form):
+                _refuse(conn, ex, request, ctx, _form_token_refusal(), out)
+                out.decided_by = "auth"
+                return
+            if ex.chunked:
+                headers.append(("content-length", str(len(body))))
+        else:
+            body = await _request_body(ex, headers, state.config.limits.max_body_bytes)
         t_up = time.perf_counter()
         resp = await state.upstreams.request(name, ex.method, path, headers, body)
     except (UpstreamError, ClientGoneError, BodyTooLargeError, BodyFramingError) as exc:

@@ -82,6 +82,8 @@ class _Reloader:
             notes.append("listen address changes need a restart; keeping the old listener")
         if new.server.workers != self.config.server.workers:
             notes.append("a new worker count needs a restart")
+        if new.auth.state_store != self.config.auth.state_store:
+            notes.append("a new auth.state_store needs a restart; keeping the old store")
         return new, "; ".join(notes) or "ok"
 
 
@@ -102,6 +104,7 @@ async def _serve_worker(
 ) -> int:
     loop = asyncio.get_running_loop()
     worker = Worker(config)
+    await worker.start()
     ssl_ctx = server_context(config.listen.tls) if config.listen.tls else None
     server = await loop.create_server(worker.protocol_factory, sock=sock, ssl=ssl_ctx, backlog=2048)
     stop = asyncio.Event()
@@ -112,7 +115,7 @@ async def _serve_worker(
         if new is None:
             worker.emit(GatewayEvent(time.time(), "config_rejected", "failure", detail, actor))
             return False, detail
-        worker.reload(new, actor=actor)
+        await worker.reload(new, actor=actor)
         if ssl_ctx is not None and new.listen.tls is not None:
             load_certificates(ssl_ctx, new.listen.tls)  # rotate certificates in place
         reloader.config = new
@@ -141,6 +144,10 @@ async def _serve_worker(
             ready=lambda: not worker.draining,
             status=lambda: _status(reloader.config, [os.getpid()]),
             emit=worker.emit,
+            # The worker's own store: revocations apply to its next request.
+            state_store=lambda: worker.auth.store if worker.auth is not None else None,
+            revocation_ttl_s=lambda: reloader.config.auth.revocation_ttl_s,
+            now=worker.clock.now,
         )
         app = create_admin_app(hooks, config.admin.token)
         admin_runner, admin_port = await start_admin(app, config.admin.host, config.admin.port)

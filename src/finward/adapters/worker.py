@@ -14,14 +14,16 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from finward.adapters.auth_runtime import AuthServices
 from finward.adapters.clientcert import ClientCertReader
 from finward.adapters.http_server import Exchange, HttpProtocol
 from finward.adapters.proxy import handle_exchange, upstream_drop_set
 from finward.adapters.upstream import UpstreamPool
+from finward.clock import Clock, SystemClock
 from finward.config.model import GatewayConfig
 from finward.errors import ConfigError
 from finward.events import Event, EventBus, GatewayEvent
-from finward.gateway import CompiledGateway, compile_gateway
+from finward.gateway import CompiledGateway, auth_settings, compile_gateway
 from finward.observability.accesslog import AccessLog
 from finward.observability.metrics import MetricsRegistry
 
@@ -42,9 +44,12 @@ class WorkerState:
         return self.gateway.config
 
 
-def build_state(config: GatewayConfig) -> WorkerState:
-    """Compile everything a request needs; raises on a bad configuration."""
-    gateway = compile_gateway(config)
+def build_state(config: GatewayConfig, auth: AuthServices | None = None) -> WorkerState:
+    """Compile everything a request needs; raises on a bad configuration.
+
+    Without ``auth`` (validation only) an authenticating gateway refuses every request.
+    """
+    gateway = compile_gateway(config, auth)
     reader = None
     if config.proxy.client_cert_header:
         ca = config.proxy.client_cert_ca
@@ -53,15 +58,26 @@ def build_state(config: GatewayConfig) -> WorkerState:
         if ca is None:  # the config check refuses this; never run without anchors
             raise ConfigError(["proxy.client_cert_ca: required when client_cert_header is set"])
         reader = ClientCertReader(ca)
-    drop = upstream_drop_set(config.proxy.client_cert_header)
+    # A client's own copy of an identity header never passes, with or without auth;
+    # with auth, neither does the DPoP proof.
+    extra = auth_settings(config.auth).identity_headers.names()
+    if gateway.auth is not None:
+        extra = extra | {"dpop"}
+    drop = upstream_drop_set(config.proxy.client_cert_header, extra)
     return WorkerState(gateway, UpstreamPool(config.upstreams), reader, drop)
 
 
 class Worker:
-    def __init__(self, config: GatewayConfig) -> None:
-        self.state = build_state(config)
-        self.limits = config.limits
+    """Create inside the event loop, then ``await start()`` before serving."""
+
+    def __init__(self, config: GatewayConfig, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
         self.bus = EventBus()
+        self.auth: AuthServices | None = None
+        if config.auth.issuers:
+            self.auth = AuthServices(config.auth, self.clock, self.emit)
+        self.state = build_state(config, self.auth)
+        self.limits = config.limits
         self.metrics = MetricsRegistry()
         self.access_log = AccessLog(config.logging.access_log)
         self.bus.subscribe(self.metrics)
@@ -71,6 +87,11 @@ class Worker:
         self.inflight = 0
         self._flush_handle: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[object]] = set()
+
+    async def start(self) -> None:
+        """Connect what needs connecting (the state store) in this process's loop."""
+        if self.auth is not None:
+            await self.auth.start()
 
     def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run a background task, keeping a reference until it ends (no lost tasks)."""
@@ -115,9 +136,16 @@ class Worker:
 
     # -- reload and shutdown ----------------------------------------------------------
 
-    def reload(self, config: GatewayConfig, *, actor: str = "signal") -> None:
-        """Swap in a new configuration atomically; raises (keeping the old) if it is bad."""
-        new_state = build_state(config)
+    async def reload(self, config: GatewayConfig, *, actor: str = "signal") -> None:
+        """Swap in a new configuration atomically; raises (keeping the old) if it is bad.
+
+        The state store stays the one the worker started with: a new
+        ``auth.state_store`` needs a restart (the runner says so).
+        """
+        if config.auth.issuers and self.auth is None:
+            services = self.auth = AuthServices(config.auth, self.clock, self.emit)
+            await services.start()
+        new_state = build_state(config, self.auth)
         old, self.state = self.state, new_state
         self.limits = config.limits
         old.retired = True
@@ -139,4 +167,6 @@ class Worker:
             if conn.transport is not None:
                 conn.transport.abort()
         await self.state.upstreams.close()
+        if self.auth is not None:
+            await self.auth.close()
         self.access_log.close()

@@ -24,6 +24,7 @@ _SCHEMES = MappingProxyType({"bearer": "Bearer", "dpop": "DPoP"})
 # RFC 6750 §2.2/§2.3 parameter name.
 _PARAMETER = "access_token"
 _FORM_TYPE = "application/x-www-form-urlencoded"
+_MULTIPART_TYPE = "multipart/form-data"
 _QUERY_SEPARATORS = re.compile(r"[&;]")
 _FORM_SEPARATORS = re.compile(rb"[&;]")
 
@@ -75,15 +76,17 @@ def extract_bearer(headers: Headers, query: str) -> PresentedToken:
 def is_token_in_query(query: str) -> bool:
     """Whether the raw query string has an ``access_token`` parameter (RFC 6750 §2.3).
 
-    Names are percent- and plus-decoded and compared case-insensitively, so
-    ``ACCESS%5Ftoken=`` counts too: refusing a spelling the upstream would not read costs
+    Names are percent- and plus-decoded and compared case-insensitively, and the spellings
+    PHP folds into ``access_token`` (``access.token``, ``access token``,
+    ``access_token[]``) count too: refusing a spelling the upstream would not read costs
     nothing, missing one it would read leaks the token. ``;`` separates like ``&``.
     """
-    if "%" not in query and _PARAMETER not in query.lower():
+    lowered = query.lower()
+    if "%" not in query and ("access" not in lowered or "token" not in lowered):
         return False  # fast path: the name cannot be there, encoded or not
     for pair in _QUERY_SEPARATORS.split(query):
         name = pair.partition("=")[0]
-        if unquote_plus(name).lower() == _PARAMETER:
+        if _is_token_name(unquote_plus(name)):
             return True
     return False
 
@@ -91,17 +94,49 @@ def is_token_in_query(query: str) -> bool:
 def is_token_in_form(body: bytes, content_type: str | None) -> bool:
     """Whether a form body carries ``access_token`` (RFC 6750 §2.2); FAPI-05 refuses it.
 
-    Only ``application/x-www-form-urlencoded`` bodies are forms (RFC 6750 §2.2 requires
-    that media type). The adapter bounds the body size before calling this.
+    ``application/x-www-form-urlencoded`` is the form RFC 6750 §2.2 defines;
+    ``multipart/form-data`` parts named ``access_token`` are refused as well, since most
+    frameworks read both alike. The adapter bounds the body size before calling this.
     """
     if content_type is None:
         return False
-    if content_type.partition(";")[0].strip(" \t").lower() != _FORM_TYPE:
+    media = content_type.partition(";")[0].strip(" \t").lower()
+    lowered = body.lower()
+    if b"%" not in body and (b"access" not in lowered or b"token" not in lowered):
         return False
-    if b"%" not in body and _PARAMETER.encode() not in body.lower():
+    if media == _FORM_TYPE:
+        for pair in _FORM_SEPARATORS.split(body):
+            name = pair.partition(b"=")[0].replace(b"+", b" ")
+            if _is_token_name(unquote_to_bytes(name).decode("latin-1")):
+                return True
         return False
-    for pair in _FORM_SEPARATORS.split(body):
-        name = pair.partition(b"=")[0].replace(b"+", b" ")
-        if unquote_to_bytes(name).lower() == _PARAMETER.encode():
-            return True
+    if media == _MULTIPART_TYPE:
+        return any(_is_token_name(name) for name in _multipart_names(body))
     return False
+
+
+def _is_token_name(name: str) -> bool:
+    """``access_token`` as an application framework would read the parameter name."""
+    name = name.lower()
+    bracket = name.find("[")
+    if bracket > 0 and "]" in name[bracket:]:
+        name = name[:bracket]  # access_token[] / access_token[0]: PHP arrays
+    return name.replace(".", "_").replace(" ", "_").replace("[", "_") == _PARAMETER
+
+
+def _multipart_names(body: bytes) -> list[str]:
+    """The ``name`` parameters of every Content-Disposition line (RFC 7578 §4.2).
+
+    A line scan, not a multipart parser: it over-approximates (a body line that merely
+    looks like a part header counts), which can only refuse more, never forward a token.
+    """
+    names = []
+    for line in body.split(b"\n"):
+        head, _, rest = line.strip().partition(b":")
+        if head.strip().lower() != b"content-disposition":
+            continue
+        for param in rest.split(b";")[1:]:
+            key, _, value = param.partition(b"=")
+            if key.strip().lower() in (b"name", b"name*"):
+                names.append(value.strip().strip(b'"').decode("latin-1"))
+    return names

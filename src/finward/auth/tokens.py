@@ -57,7 +57,9 @@ __all__ = [
     "extract_bearer",
     "is_token_in_form",
     "is_token_in_query",
+    "peek_unverified",
     "token_sha256",
+    "verified_from_introspection",
     "verify_access_token",
 ]
 
@@ -145,6 +147,61 @@ def verify_access_token(
     # 5. Claims, only for a token the AS really signed.
     check_claims(claims, policy, now)
     return _verified(claims, key, alg, kid, typ, token_sha256(token))
+
+
+def peek_unverified(token: str) -> tuple[str | None, str | None]:
+    """``(iss, kid)`` read from an *unverified* JWS, to pick the issuer and refetch keys.
+
+    Only for routing: nothing read here is trusted; ``verify_access_token`` checks both
+    again. Returns ``(None, None)`` for anything that does not parse.
+    """
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or not token.isascii():
+        return None, None
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None, None
+    try:
+        header = _json_object(b64url_decode(parts[0]), "header")
+        payload = _json_object(b64url_decode(parts[1]), "payload")
+    except (TokenError, ValueError):
+        return None, None
+    iss, kid = payload.get("iss"), header.get("kid")
+    return (iss if isinstance(iss, str) else None), (kid if isinstance(kid, str) else None)
+
+
+def verified_from_introspection(
+    claims: Mapping[str, object], issuer: str, token_hash: str
+) -> VerifiedToken:
+    """A ``VerifiedToken`` for an opaque token the AS vouched for (RFC 7662 §2.2).
+
+    The introspection client already checked ``active`` and whichever of iss, aud, exp,
+    nbf and iat the AS returned. ``exp`` may be absent (RFC 7662 makes it optional).
+    """
+    frozen = cast(Mapping[str, object], _freeze(dict(claims)))
+    for name in ("sub", "client_id", "jti", "scope"):
+        if name in frozen and not isinstance(frozen[name], str):
+            # Like the JWT path: a non-string would silently skip suspension and mapping.
+            raise TokenError("token_malformed", f"claim {name} is not a string")
+    cnf = frozen.get("cnf")
+    if cnf is not None and not isinstance(cnf, Mapping):
+        raise TokenError("token_malformed", "claim cnf is not an object")
+    exp = _numeric_date(frozen, "exp")
+    return VerifiedToken(
+        claims=frozen,
+        issuer=issuer,
+        sub=_optional_str(frozen, "sub"),
+        client_id=_optional_str(frozen, "client_id"),
+        jti=_optional_str(frozen, "jti"),
+        scopes=_scopes(frozen),
+        exp=exp if exp is not None else math.inf,
+        iat=_numeric_date(frozen, "iat"),
+        cnf=cnf,
+        token_hash=token_hash,
+        kid=None,
+        alg="",
+        token_type="opaque",
+        key_thumbprint="",
+    )
 
 
 def check_verified_token(

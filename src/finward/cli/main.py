@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from finward.cli import config_cmd, demo_cmd, sandbox_cmd, serve_cmd
+from finward.cli import admin_cmd, config_cmd, demo_cmd, sandbox_cmd, serve_cmd
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -15,6 +15,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(sandbox_cmd.app, name="sandbox")
 serve_cmd.register(app)
 demo_cmd.register(app)
+admin_cmd.register(app)
 
 
 def main() -> None:

@@ -54,6 +54,15 @@ def serve(
         raise typer.Exit(2)
     if workers:
         cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, workers=workers))
+    if cfg.server.workers > 1 and cfg.auth.issuers and cfg.auth.state_store.startswith("memory:"):
+        # The config check says the same for server.workers; --workers bypasses it.
+        typer.echo(
+            "finward: cannot start: auth.state_store is memory://, which each worker would "
+            "hold on its own (DPoP replays, revocations and suspensions not shared); "
+            "use redis:// or one worker",
+            err=True,
+        )
+        raise typer.Exit(2)
     _setup_logging(cfg.logging.level)
     try:
         if cfg.server.workers > 1:

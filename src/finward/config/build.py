@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from finward.config.model import (
+    AccessRule,
     AdminConfig,
+    ApiAuthConfig,
     ApiConfig,
+    AuthConfig,
+    DPoPConfig,
     GatewayConfig,
+    IdentityHeadersConfig,
+    IntrospectionConfig,
+    IssuerConfig,
     LimitsConfig,
     ListenConfig,
     LoggingConfig,
@@ -23,6 +30,7 @@ from finward.config.model import (
     ServerConfig,
     TimeoutsConfig,
     TlsListenConfig,
+    TppConfig,
     UpstreamConfig,
     UpstreamTlsConfig,
 )
@@ -37,6 +45,8 @@ _INTEGER_KEYS = frozenset(
         "max_headers",
         "max_uri_bytes",
         "workers",
+        "token_cache_entries",
+        "nonce_rotation_s",
     }
 )
 # Keys holding file paths, per section: `client_cert` is a path for an upstream but
@@ -45,8 +55,26 @@ _LISTEN_TLS_PATHS = frozenset({"cert", "key", "client_ca"})
 _UPSTREAM_TLS_PATHS = frozenset({"ca", "client_cert", "client_key"})
 _SERVER_PATHS = frozenset({"pid_file"})
 _PROXY_PATHS = frozenset({"client_cert_ca"})
+_ISSUER_PATHS = frozenset({"ca"})
+_INTROSPECTION_PATHS = frozenset({"private_key", "client_cert", "client_key"})
 _LOG_STREAMS = frozenset({"stdout", "stderr", "off"})
-_NESTED_KEYS = frozenset({"tls", "timeouts", "trusted_proxies"})
+# Sections inside a section, built explicitly by the caller.
+_NESTED_KEYS = frozenset(
+    {
+        "tls",
+        "timeouts",
+        "trusted_proxies",
+        "auth",
+        "issuers",
+        "introspection",
+        "dpop",
+        "tpp",
+        "identity_headers",
+        "clients",
+        "tags",
+        "operations",
+    }
+)
 
 
 def build_config(
@@ -65,7 +93,10 @@ def build_config(
         for name, raw in _dict(document.get("upstreams")).items()
     }
     apis = tuple(
-        ApiConfig(**{**_settings(raw, base_dir), "spec": base_dir / raw["spec"]})
+        ApiConfig(
+            **{**_settings(raw, base_dir), "spec": base_dir / raw["spec"]},
+            auth=_build_api_auth(raw["auth"]) if isinstance(raw.get("auth"), dict) else None,
+        )
         for raw in document.get("apis") or []
     )
     proxy_doc = _dict(document.get("proxy"))
@@ -90,6 +121,7 @@ def build_config(
         proxy=proxy,
         logging=LoggingConfig(**logging_settings),
         server=ServerConfig(**_settings(document.get("server"), base_dir, _SERVER_PATHS)),
+        auth=_build_auth(_dict(document.get("auth")), base_dir),
         source=source,
         secret_locations=secret_locations,
     )
@@ -107,18 +139,55 @@ def _build_upstream(name: str, raw: dict[str, Any], base_dir: Path) -> UpstreamC
     )
 
 
+def _build_auth(raw: dict[str, Any], base_dir: Path) -> AuthConfig:
+    tpp_doc = _dict(raw.get("tpp"))
+    return AuthConfig(
+        **_settings(raw, base_dir),
+        issuers=tuple(_build_issuer(_dict(item), base_dir) for item in raw.get("issuers") or []),
+        dpop=DPoPConfig(**_settings(raw.get("dpop"), base_dir)),
+        tpp=TppConfig(**_settings(tpp_doc, base_dir), clients=dict(_dict(tpp_doc.get("clients")))),
+        identity_headers=IdentityHeadersConfig(**_settings(raw.get("identity_headers"), base_dir)),
+    )
+
+
+def _build_issuer(raw: dict[str, Any], base_dir: Path) -> IssuerConfig:
+    introspection = raw.get("introspection")
+    return IssuerConfig(
+        **_settings(raw, base_dir, _ISSUER_PATHS),
+        introspection=IntrospectionConfig(
+            **_settings(introspection, base_dir, _INTROSPECTION_PATHS)
+        )
+        if isinstance(introspection, dict)
+        else None,
+    )
+
+
+def _build_api_auth(raw: dict[str, Any]) -> ApiAuthConfig:
+    return ApiAuthConfig(
+        **_settings(raw, Path()),
+        tags=_access_rules(raw.get("tags")),
+        operations=_access_rules(raw.get("operations")),
+    )
+
+
+def _access_rules(section: Any) -> dict[str, AccessRule]:
+    return {key: AccessRule(**_settings(rule, Path())) for key, rule in _dict(section).items()}
+
+
 def _settings(section: Any, base_dir: Path, paths: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The plain values of one section, with numbers and paths normalised."""
     out: dict[str, Any] = {}
     for key, value in _dict(section).items():
         if key in _NESTED_KEYS:
             continue  # built explicitly by the caller
-        if key in _INTEGER_KEYS and isinstance(value, float):
-            value = int(value)
+        if key in _INTEGER_KEYS:
+            value = int(value) if isinstance(value, float) else value
         elif key.endswith("_s") and isinstance(value, int):
             value = float(value)
         elif key in paths and isinstance(value, str):
             value = base_dir / value
+        elif isinstance(value, list):
+            value = tuple(value)  # lists of plain values: audiences, algorithms, scopes
         out[key] = value
     return out
 

@@ -6,6 +6,7 @@ of the wrong shape (the schema already reported it), so one run reports everythi
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import os
@@ -17,7 +18,10 @@ from pathlib import Path
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
+from finward.config.model import IdentityHeadersConfig
 from finward.config.problems import Location, Problem, shorten
+from finward.core.forwarding import FORWARDING_HEADERS, HOP_BY_HOP
+from finward.storage.base import MemoryStoreConfig, parse_state_store_url
 
 IsSecret = Callable[[Location], bool]
 
@@ -66,6 +70,7 @@ def check_semantics(document: Any, ctx: CheckContext) -> list[Problem]:
     server = _section(document, "server")
     if _is_text(server.get("pid_file")):
         problems += _check_parent_dir(("server", "pid_file"), server["pid_file"], ctx)
+    problems += _check_auth(document, ctx)
     return problems
 
 
@@ -367,3 +372,417 @@ def _check_parent_dir(location: Location, value: str, ctx: CheckContext) -> Iter
     if not is_dir:
         shown = "" if ctx.is_secret(location) else f": {shorten(str(path.parent), 200)}"
         yield Problem(location, f"folder does not exist{shown}")
+
+
+# -- auth (docs/configuration.md, "auth" and "apis[].auth") ----------------------------
+
+_HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
+# apis[].auth.operations keys: an operationId (no whitespace), or "METHOD /path".
+_NO_SPACE = re.compile(r"\S+")
+# Headers an identity header must not replace: connection-specific, the credentials
+# finward reads, and the forwarding headers finward itself writes.
+_RESERVED_HEADERS = (
+    HOP_BY_HOP
+    | FORWARDING_HEADERS
+    | {"authorization", "host", "dpop", "cookie", "content-length", "content-type"}
+)
+_IDENTITY_HEADER_DEFAULTS: dict[str, str | None] = {
+    item.name: item.default
+    for item in dataclasses.fields(IdentityHeadersConfig)
+    if item.default is None or isinstance(item.default, str)
+}
+_AS_EXAMPLE = "e.g. https://as.bank.example"
+_CLIENT_CERT_HINT = (
+    "set listen.tls.client_cert to 'optional' or 'required', "
+    "or read certificates from a TLS terminator with proxy.client_cert_header"
+)
+
+
+def _check_auth(document: dict[str, Any], ctx: CheckContext) -> Iterator[Problem]:
+    auth = _section(document, "auth")
+    issuers = auth.get("issuers")
+    has_issuers = isinstance(issuers, list) and bool(issuers)
+    if isinstance(issuers, list):
+        yield from _check_issuers(issuers, ctx)
+    audiences = auth.get("audiences", [])
+    if has_issuers and isinstance(audiences, list) and not audiences:
+        entries = issuers if isinstance(issuers, list) else []
+        if not all(isinstance(i, dict) and _nonempty_list(i.get("audiences")) for i in entries):
+            yield Problem(
+                ("auth", "audiences"),
+                "required when auth.issuers is set",
+                "the values accepted in a token's aud claim, e.g. [https://api.bank.example]; "
+                "or give every issuer its own audiences",
+            )
+    yield from _check_public_base_url(auth, has_issuers, document.get("apis"), ctx)
+    yield from _check_dpop(_section(auth, "dpop"))
+    yield from _check_state_store(auth, has_issuers, _section(document, "server"))
+    yield from _check_identity_headers(
+        _section(auth, "identity_headers"), _section(document, "proxy"), ctx
+    )
+    apis = document.get("apis")
+    if isinstance(apis, list):
+        listen_tls = _section(document, "listen").get("tls")
+        client_cert = listen_tls.get("client_cert") if isinstance(listen_tls, dict) else None
+        has_client_certs = client_cert in ("optional", "required") or bool(
+            _section(document, "proxy").get("client_cert_header")
+        )
+        for index, api in enumerate(apis):
+            if isinstance(api, dict) and isinstance(api.get("auth"), dict):
+                yield from _check_api_auth(
+                    ("apis", index, "auth"), api["auth"], has_issuers, has_client_certs, ctx
+                )
+
+
+def _nonempty_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value)
+
+
+def _check_issuers(issuers: list[Any], ctx: CheckContext) -> Iterator[Problem]:
+    seen: dict[str, int] = {}
+    introspecting: int | None = None
+    for index, issuer in enumerate(issuers):
+        if not isinstance(issuer, dict):
+            continue
+        base: Location = ("auth", "issuers", index)
+        insecure = issuer.get("allow_insecure_loopback") is True
+        value = issuer.get("issuer")
+        if _is_text(value):
+            yield from _check_auth_url((*base, "issuer"), value, ctx, loopback_http=insecure)
+            if value in seen:
+                shown = ctx.quote((*base, "issuer"), value)
+                yield Problem(
+                    (*base, "issuer"),
+                    f"{shown} is already auth.issuers[{seen[value]}]",
+                    "list each authorisation server once",
+                )
+            else:
+                seen[value] = index
+        if _is_text(issuer.get("jwks_uri")):
+            yield from _check_auth_url(
+                (*base, "jwks_uri"), issuer["jwks_uri"], ctx, loopback_http=insecure, query=True
+            )
+        if _is_text(issuer.get("ca")):
+            yield from _check_file((*base, "ca"), issuer["ca"], ctx)
+        max_age = issuer.get("jwks_max_age_s", 300.0)
+        min_refetch = issuer.get("jwks_min_refetch_s", 10.0)
+        if (
+            _is_positive_number(max_age)
+            and _is_positive_number(min_refetch)
+            and min_refetch > max_age
+        ):
+            yield Problem(
+                (*base, "jwks_min_refetch_s"),
+                f"{min_refetch} is more than jwks_max_age_s ({max_age})",
+                "keys could not be refreshed when they are due; lower it",
+            )
+        for key in ("algorithms",) + (() if issuer.get("accept_untyped") else ("token_types",)):
+            if issuer.get(key) == []:
+                yield Problem((*base, key), "must not be empty", "no token could be accepted")
+        token_format = issuer.get("token_format", "jwt")
+        introspection = issuer.get("introspection")
+        if token_format in ("opaque", "any"):
+            if introspecting is not None:
+                yield Problem(
+                    (*base, "token_format"),
+                    f"auth.issuers[{introspecting}] already accepts opaque tokens",
+                    "an opaque token does not name its issuer, so only one issuer may use "
+                    "introspection; set token_format: jwt here",
+                )
+            else:
+                introspecting = index
+            if introspection is None:
+                yield Problem(
+                    (*base, "introspection"),
+                    f"required when token_format is {token_format!r}",
+                    "the RFC 7662 endpoint that says whether an opaque token is active",
+                )
+        elif introspection is not None:
+            yield Problem(
+                (*base, "introspection"),
+                "is not used when token_format is 'jwt'",
+                "JWT access tokens are verified locally; set token_format: opaque or any "
+                "to introspect opaque tokens with this endpoint",
+            )
+        if isinstance(introspection, dict):
+            yield from _check_introspection((*base, "introspection"), introspection, insecure, ctx)
+
+
+def _check_introspection(
+    base: Location, introspection: dict[str, Any], insecure: bool, ctx: CheckContext
+) -> Iterator[Problem]:
+    if _is_text(introspection.get("endpoint")):
+        yield from _check_auth_url(
+            (*base, "endpoint"), introspection["endpoint"], ctx, loopback_http=insecure, query=True
+        )
+    for key in ("private_key", "client_cert", "client_key"):
+        if _is_text(introspection.get(key)):
+            yield from _check_file((*base, key), introspection[key], ctx)
+    method = introspection.get("auth_method", "client_secret_basic")
+    needed = (
+        {
+            "client_secret_basic": ("client_secret",),
+            "private_key_jwt": ("private_key",),
+            "tls_client_auth": ("client_cert", "client_key"),
+        }.get(method, ())
+        if isinstance(method, str)
+        else ()
+    )
+    for key in needed:
+        if not introspection.get(key):
+            hint = (
+                "put it in the environment, e.g. ${FINWARD_INTROSPECTION_SECRET}"
+                if key == "client_secret"
+                else "a PEM file; relative paths resolve from the config file's folder"
+            )
+            yield Problem((*base, key), f"required when auth_method is {method!r}", hint)
+    if introspection.get("client_secret") and method != "client_secret_basic":
+        yield Problem(
+            (*base, "client_secret"),
+            f"is set but auth_method is {method!r}, so it is never used",
+            "remove it, or set auth_method: client_secret_basic",
+        )
+    if method != "tls_client_auth":
+        for key, other in (("client_cert", "client_key"), ("client_key", "client_cert")):
+            if introspection.get(key) and not introspection.get(other):
+                yield Problem((*base, other), f"required when {key} is set")
+
+
+def _check_auth_url(
+    location: Location,
+    url: str,
+    ctx: CheckContext,
+    *,
+    loopback_http: bool,
+    any_http: bool = False,
+    query: bool = False,
+) -> Iterator[Problem]:
+    """An authorisation server's URL: https, or http to loopback when allowed."""
+    shown = "the url" if ctx.is_secret(location) or "@" in url else repr(shorten(url))
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a port that is not a number in range
+    except ValueError:
+        yield Problem(location, f"{shown} is not a valid URL", _AS_EXAMPLE)
+        return
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        kind = "an http(s)" if any_http else "an https"
+        yield Problem(location, f"{shown} is not {kind} URL", _AS_EXAMPLE)
+        return
+    if not parts.hostname:
+        yield Problem(location, f"{shown} has no host", _AS_EXAMPLE)
+        return
+    if parts.username is not None or parts.password is not None:
+        yield Problem(location, "contains user:password", "not supported; it would leak into logs")
+        return
+    if parts.fragment or url.endswith("#"):
+        yield Problem(location, f"{shown} must not have a fragment", _AS_EXAMPLE)
+    elif not query and (parts.query or url.endswith("?")):
+        yield Problem(location, f"{shown} must not have a query or fragment", _AS_EXAMPLE)
+    if scheme == "http" and not any_http:
+        if not _is_loopback(parts.hostname):
+            yield Problem(
+                location,
+                f"{shown} is not https",
+                "tokens and keys must come over TLS; http:// is only allowed to a loopback "
+                "host, with allow_insecure_loopback: true",
+            )
+        elif not loopback_http:
+            yield Problem(
+                location,
+                f"{shown} is not https",
+                "for a local test server set allow_insecure_loopback: true on the issuer",
+            )
+
+
+def _check_public_base_url(
+    auth: dict[str, Any], has_issuers: bool, apis: Any, ctx: CheckContext
+) -> Iterator[Problem]:
+    location: Location = ("auth", "public_base_url")
+    url = auth.get("public_base_url")
+    if _is_text(url):
+        yield from _check_auth_url(location, url, ctx, loopback_http=True, any_http=True)
+        return
+    if url is not None or not has_issuers or not isinstance(apis, list):
+        return
+    dpop_apis = [
+        index
+        for index, api in enumerate(apis)
+        if isinstance(api, dict) and _may_accept_dpop(api.get("auth"))
+    ]
+    if dpop_apis:
+        yield Problem(
+            location,
+            f"required because apis[{dpop_apis[0]}] accepts DPoP-bound tokens",
+            "the URL clients use to reach finward, e.g. https://api.bank.example; "
+            "or set sender_method: mtls on every API",
+        )
+
+
+def _may_accept_dpop(auth: Any) -> bool:
+    """Whether an API's auth could let a DPoP-bound token through, on any operation.
+
+    Deliberately simple (and on the safe side): every level counts, whatever it
+    inherits. No auth means the defaults, which accept DPoP.
+    """
+    if auth is None:
+        return True
+    if not isinstance(auth, dict):
+        return False
+    levels = [rule for _, rule in _auth_levels((), auth)]
+    methods = _level_values(levels, "sender_method", "any")
+    return _uses_tokens(levels) and bool(methods & {"dpop", "any"})
+
+
+def _auth_levels(base: Location, auth: dict[str, Any]) -> list[tuple[Location, dict[str, Any]]]:
+    """An API's auth, then each of its `tags` and `operations` entries, with locations."""
+    levels: list[tuple[Location, dict[str, Any]]] = [(base, auth)]
+    for group in ("tags", "operations"):
+        section = auth.get(group)
+        if isinstance(section, dict):
+            rules = [(key, rule) for key, rule in section.items() if isinstance(rule, dict)]
+            levels += [((*base, group, key), rule) for key, rule in rules]
+    return levels
+
+
+def _level_values(levels: list[dict[str, Any]], key: str, default: str) -> set[str]:
+    """The values of ``key`` at the API level (absent: ``default``) and in every rule."""
+    values = [levels[0].get(key, default), *(rule.get(key) for rule in levels[1:])]
+    return {value for value in values if isinstance(value, str)}
+
+
+def _uses_tokens(levels: list[dict[str, Any]]) -> bool:
+    """Whether any level of an API's auth reads tokens (`token` other than off)."""
+    return bool(_level_values(levels, "token", "required") - {"off"})
+
+
+def _check_dpop(dpop: dict[str, Any]) -> Iterator[Problem]:
+    base: Location = ("auth", "dpop")
+    secrets = dpop.get("nonce_secrets", [])
+    if dpop.get("nonce") is True and isinstance(secrets, list) and not secrets:
+        yield Problem(
+            (*base, "nonce_secrets"),
+            "required when nonce is true",
+            "at least one secret of 32 or more characters, from the environment, e.g. "
+            "[${FINWARD_DPOP_NONCE_SECRET}]",
+        )
+    if dpop.get("algorithms") == []:
+        yield Problem((*base, "algorithms"), "must not be empty", "no proof could be accepted")
+
+
+def _check_state_store(
+    auth: dict[str, Any], has_issuers: bool, server: dict[str, Any]
+) -> Iterator[Problem]:
+    location: Location = ("auth", "state_store")
+    url = auth.get("state_store", "memory://")
+    if not isinstance(url, str):
+        return
+    try:
+        store = parse_state_store_url(url)
+    except ValueError as exc:  # StateStoreURLError; its text never quotes the URL
+        yield Problem(location, str(exc), "e.g. memory:// or redis://redis.internal:6379/0")
+        return
+    workers = server.get("workers", 1)
+    if (
+        has_issuers
+        and isinstance(store, MemoryStoreConfig)
+        and isinstance(workers, int)
+        and workers > 1
+    ):
+        yield Problem(
+            location,
+            f"a memory:// store is per process: with {workers} workers DPoP replays, "
+            "revocations and suspensions would not be shared",
+            "use redis://",
+        )
+
+
+def _check_identity_headers(
+    headers: dict[str, Any], proxy: dict[str, Any], ctx: CheckContext
+) -> Iterator[Problem]:
+    seen: dict[str, str] = {}
+    cert_header = proxy.get("client_cert_header")
+    for key, default in _IDENTITY_HEADER_DEFAULTS.items():
+        location: Location = ("auth", "identity_headers", key)
+        name = headers.get(key, default)
+        if not isinstance(name, str) or not name:
+            continue
+        explicit = key in headers
+        lower = name.lower()
+        if explicit and lower in _RESERVED_HEADERS:
+            yield Problem(
+                location,
+                f"{ctx.quote(location, name)} is a header finward reads, writes or removes",
+                "choose another name, e.g. X-Finward-Client-ID",
+            )
+            continue
+        if isinstance(cert_header, str) and lower == cert_header.lower():
+            yield Problem(
+                location,
+                f"{ctx.quote(location, name)} is also proxy.client_cert_header",
+                "choose another name",
+            )
+        if lower not in seen:
+            seen[lower] = key
+            continue
+        # Point at the one the user wrote, not at a default it collides with.
+        at, other = (location, seen[lower])
+        if not explicit and other in headers:
+            at, other = ("auth", "identity_headers", other), key
+        yield Problem(
+            at,
+            f"{ctx.quote(at, name)} is also identity_headers.{other}",
+            "give each its own header, or null to leave one out",
+        )
+
+
+def _check_api_auth(
+    base: Location,
+    auth: dict[str, Any],
+    has_issuers: bool,
+    has_client_certs: bool,
+    ctx: CheckContext,
+) -> Iterator[Problem]:
+    levels = _auth_levels(base, auth)
+    uses_tokens = _uses_tokens([rule for _, rule in levels])
+    if uses_tokens and not has_issuers:
+        yield Problem(
+            base,
+            "no issuers configured",
+            "list the authorisation servers under auth.issuers, or remove this API's auth",
+        )
+    operations = auth.get("operations")
+    if isinstance(operations, dict):
+        for key in operations:
+            yield from _check_operation_key((*base, "operations", key), key)
+    if not has_issuers or has_client_certs or not uses_tokens:
+        return
+    for location, rule in levels:
+        if rule.get("sender_method") == "mtls":
+            yield Problem(
+                (*location, "sender_method"),
+                "'mtls' needs client certificates, but finward asks for none",
+                _CLIENT_CERT_HINT,
+            )
+        if _nonempty_list(rule.get("tpp_roles")):
+            yield Problem(
+                (*location, "tpp_roles"),
+                "TPP roles come from eIDAS client certificates, but finward asks for none",
+                _CLIENT_CERT_HINT,
+            )
+
+
+def _check_operation_key(location: Location, key: str) -> Iterator[Problem]:
+    """Shape only: whether the operation exists is checked against the spec later."""
+    if _NO_SPACE.fullmatch(key):
+        return  # an operationId
+    method, _, path = key.partition(" ")
+    is_path = path.startswith("/") and _NO_SPACE.fullmatch(path) is not None
+    if is_path and method.upper() in _HTTP_METHODS:
+        return
+    if is_path and _NO_SPACE.fullmatch(method):
+        hint = f"the method is one of {', '.join(_HTTP_METHODS)}"
+    else:
+        hint = "an operationId has no spaces; 'METHOD /path' has one, e.g. 'GET /v1/accounts'"
+    yield Problem(location, f"{shorten(key)!r} is neither an operationId nor 'METHOD /path'", hint)

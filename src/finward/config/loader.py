@@ -10,8 +10,9 @@ the whole list at once instead of one fix-and-rerun round per mistake:
 5. each API's OpenAPI document, loaded by finward.openapi.
 
 No problem text contains a secret: admin.token, anything named like a token, password
-or key, and anything that came from the environment is never quoted, and any such
-value that still slips into a message is replaced by ``***``.
+or key, a state store URL with a password, and anything that came from the environment
+is never quoted, and any such value that still slips into a message is replaced by
+``***``.
 """
 
 from __future__ import annotations
@@ -88,8 +89,10 @@ def inspect_config(path: Path, *, environ: Mapping[str, str] | None = None) -> C
     substitution = substitute_env(document, os.environ if environ is None else environ)
     env_locations = substitution.locations
 
+    credentials = _urls_with_credentials(substitution.document)
+
     def is_secret(location: Location) -> bool:
-        return location in env_locations or is_secret_location(location)
+        return location in env_locations or location in credentials or is_secret_location(location)
 
     schema = config_schema()
     document = coerce_substituted(substitution.document, env_locations, schema)
@@ -109,11 +112,13 @@ def inspect_config(path: Path, *, environ: Mapping[str, str] | None = None) -> C
         )
         problems += spec_problems
 
-    secrets = {*substitution.used_values, *_secret_values(document)}
+    secrets = {*substitution.used_values, *_secret_values(document, credentials)}
     if problems:
         return ConfigReport(None, tuple(scrub((p.format() for p in problems), secrets)))
-    secret_locations = {format_location(loc) for loc in env_locations}
-    secret_locations.update(format_location(loc) for loc, _ in _secret_named(document, ()))
+    secret_locations = {format_location(loc) for loc in {*env_locations, *credentials}}
+    secret_locations.update(
+        format_location(loc) for loc, _ in _secret_named(document, (), credentials)
+    )
     config = build_config(document, base_dir, path, frozenset(secret_locations))
     return ConfigReport(config, (), operation_count)
 
@@ -157,17 +162,30 @@ def _load_specs(
     return spec_problems, operations
 
 
-def _secret_named(node: Any, location: Location) -> Iterator[tuple[Location, str]]:
+def _urls_with_credentials(document: Any) -> frozenset[Location]:
+    """auth.state_store when it holds a password (redis://:password@host)."""
+    auth = document.get("auth") if isinstance(document, dict) else None
+    store = auth.get("state_store") if isinstance(auth, dict) else None
+    if isinstance(store, str) and "@" in store:
+        return frozenset({("auth", "state_store")})
+    return frozenset()
+
+
+def _secret_named(
+    node: Any, location: Location, credentials: frozenset[Location]
+) -> Iterator[tuple[Location, str]]:
     """(location, value) of every non-empty string under a secret-looking key."""
     if isinstance(node, dict):
         for key, value in node.items():
-            yield from _secret_named(value, (*location, key))
+            yield from _secret_named(value, (*location, key), credentials)
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            yield from _secret_named(value, (*location, index))
-    elif isinstance(node, str) and node and is_secret_location(location):
+            yield from _secret_named(value, (*location, index), credentials)
+    elif (
+        isinstance(node, str) and node and (is_secret_location(location) or location in credentials)
+    ):
         yield location, node
 
 
-def _secret_values(document: Any) -> set[str]:
-    return {value for _, value in _secret_named(document, ())}
+def _secret_values(document: Any, credentials: frozenset[Location]) -> set[str]:
+    return {value for _, value in _secret_named(document, (), credentials)}

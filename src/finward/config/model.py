@@ -7,6 +7,7 @@ Schema that `finward config schema` prints (finward/config/schema.json).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -66,6 +67,133 @@ class UpstreamConfig:
     tls: UpstreamTlsConfig | None = None
 
 
+# -- authentication (docs/configuration.md, "auth") --------------------------------------
+
+# required: a valid token on every call; optional: validated when present; spec: required
+# when the operation's OpenAPI `security` demands something, else optional; off: not read.
+TokenMode = Literal["required", "optional", "spec", "off"]
+SenderConstraint = Literal["required", "optional"]
+SenderMethod = Literal["mtls", "dpop", "any"]
+ErrorFormat = Literal["problem", "berlin-group"]
+IntrospectionAuthMethod = Literal["client_secret_basic", "private_key_jwt", "tls_client_auth"]
+TokenFormat = Literal["jwt", "opaque", "any"]
+
+FAPI_ALGORITHMS: tuple[str, ...] = ("PS256", "ES256", "EdDSA")
+AT_JWT_TYPES: tuple[str, ...] = ("at+jwt", "application/at+jwt")
+RFC9068_CLAIMS: tuple[str, ...] = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
+
+
+@dataclass(frozen=True, slots=True)
+class IntrospectionConfig:
+    """RFC 7662 endpoint used for opaque tokens, and how finward authenticates to it."""
+
+    endpoint: str
+    client_id: str
+    auth_method: IntrospectionAuthMethod = "client_secret_basic"
+    client_secret: str | None = field(default=None, repr=False)  # client_secret_basic
+    private_key: Path | None = None  # PEM; private_key_jwt
+    private_key_alg: str = "PS256"
+    key_id: str | None = None
+    client_cert: Path | None = None  # PEM; tls_client_auth
+    client_key: Path | None = None
+    max_ttl_s: float = 60.0  # cache answers at most this long (and never past `exp`)
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerConfig:
+    """One trusted authorisation server."""
+
+    issuer: str  # exact `iss` value; also the discovery base when jwks_uri is absent
+    jwks_uri: str | None = None
+    audiences: tuple[str, ...] = ()  # overrides auth.audiences for this issuer
+    algorithms: tuple[str, ...] = FAPI_ALGORITHMS
+    token_types: tuple[str, ...] = AT_JWT_TYPES
+    accept_untyped: bool = False  # legacy ASes that send no `typ`
+    required_claims: tuple[str, ...] = RFC9068_CLAIMS
+    leeway_s: float = 0.0
+    max_future_s: float = 10.0
+    token_format: TokenFormat = "jwt"
+    introspection: IntrospectionConfig | None = None
+    ca: Path | None = None  # CA bundle for the AS's TLS certificate (default: system)
+    # http:// to a loopback AS (the sandbox, tests). Never for a remote host.
+    allow_insecure_loopback: bool = False
+    jwks_max_age_s: float = 300.0
+    jwks_min_refetch_s: float = 10.0
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class DPoPConfig:
+    algorithms: tuple[str, ...] = FAPI_ALGORITHMS
+    max_age_s: float = 60.0
+    max_future_s: float = 10.0
+    nonce: bool = False  # demand server nonces (RFC 9449 §9)
+    nonce_secrets: tuple[str, ...] = field(default=(), repr=False)  # first signs
+    nonce_rotation_s: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class TppConfig:
+    """eIDAS TPP identification from QWAC client certificates (ETSI TS 119 495)."""
+
+    require_qc_compliance: bool = True
+    # token client_id -> organizationIdentifier its certificate must carry
+    clients: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityHeadersConfig:
+    """Headers that tell the upstream who called; null disables one. Inbound copies
+    are always stripped."""
+
+    client_id: str | None = "X-Finward-Client-ID"
+    tpp_organisation: str | None = "X-Finward-TPP-ID"
+    subject: str | None = "X-Finward-PSU-ID"
+    consent_id: str | None = "X-Finward-Consent-ID"
+    scopes: str | None = "X-Finward-Scopes"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    issuers: tuple[IssuerConfig, ...] = ()
+    audiences: tuple[str, ...] = ()  # this resource server's identifiers (`aud`)
+    # The URL clients use to reach finward (DPoP `htu`); never taken from request headers.
+    public_base_url: str | None = None
+    state_store: str = field(default="memory://", repr=False)  # may hold a password
+    dpop: DPoPConfig = DPoPConfig()
+    tpp: TppConfig = TppConfig()
+    identity_headers: IdentityHeadersConfig = IdentityHeadersConfig()
+    forward_token: bool = False
+    consent_claim: str = "consent_id"
+    token_cache_entries: int = 10_000
+    revocation_ttl_s: float = 86_400.0  # how long a revocation without exp is kept
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    """Per tag or operation overrides; None inherits from the level above."""
+
+    token: TokenMode | None = None
+    sender_constraint: SenderConstraint | None = None
+    sender_method: SenderMethod | None = None
+    scopes: tuple[str, ...] | None = None  # all required; None: from the OpenAPI security
+    tpp_roles: tuple[str, ...] | None = None  # any one of them; () means none needed
+
+
+@dataclass(frozen=True, slots=True)
+class ApiAuthConfig:
+    token: TokenMode = "required"
+    sender_constraint: SenderConstraint = "required"
+    sender_method: SenderMethod = "any"
+    scopes: tuple[str, ...] | None = None
+    tpp_roles: tuple[str, ...] = ()
+    error_format: ErrorFormat = "problem"
+    tags: Mapping[str, AccessRule] = field(default_factory=dict)
+    # keyed by operationId or "METHOD /path/template"
+    operations: Mapping[str, AccessRule] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     name: str
@@ -74,6 +202,8 @@ class ApiConfig:
     base_path: str = ""  # where the spec's paths are mounted on the gateway, e.g. /psd2
     # Path prefix put in front of the spec path when forwarding (base_path is stripped).
     upstream_path_prefix: str = ""
+    # None: ApiAuthConfig() defaults when auth.issuers is set, else no authentication.
+    auth: ApiAuthConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +254,7 @@ class GatewayConfig:
     proxy: ProxyConfig = ProxyConfig()
     logging: LoggingConfig = LoggingConfig()
     server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
     source: Path | None = None  # the file this was loaded from
     # Locations, written as `finward config check` prints them ("admin.token",
     # "upstreams.bank.url"), whose values are secrets: named like one, or filled in from

@@ -21,7 +21,30 @@ _BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,80}")
 # Setting names whose value is a secret, or could be one by mistake (a PEM key pasted
 # into `key:` instead of a path). Matched against the parts of a snake_case name.
 _SECRET_NAME_PARTS = frozenset(
-    {"token", "secret", "password", "passwd", "passphrase", "credential", "credentials", "key"}
+    {
+        "token",
+        "secret",
+        "secrets",
+        "password",
+        "passwd",
+        "passphrase",
+        "credential",
+        "credentials",
+        "key",
+    }
+)
+# Named with one of those words but holding no secret: modes, formats, key ids and
+# algorithms of the auth sections. Counting `token_format: opaque` as a secret would
+# hide it from problems and scrub the word "opaque" out of every message.
+_NOT_SECRET_NAMES = frozenset(
+    {
+        "token_format",
+        "token_types",
+        "token_cache_entries",
+        "forward_token",
+        "key_id",
+        "private_key_alg",
+    }
 )
 
 # Shown instead of a secret everywhere (problems, `finward config show`).
@@ -65,7 +88,17 @@ def is_secret_location(location: Location) -> bool:
     names of its parents: an upstream called ``token_service`` is not itself a secret.
     """
     names = [item for item in location if isinstance(item, str)]
-    return bool(names) and is_secret_name(names[-1])
+    if not names or names[-1] in _NOT_SECRET_NAMES or _is_access_rule_token(location):
+        return False
+    return is_secret_name(names[-1])
+
+
+def _is_access_rule_token(location: Location) -> bool:
+    """apis[i].auth.token and the same under tags.<tag> or operations.<op>: a mode
+    (required, optional, spec, off), not a secret."""
+    if location[:1] != ("apis",) or location[2:3] != ("auth",) or location[-1:] != ("token",):
+        return False
+    return len(location) == 4 or (len(location) == 6 and location[3] in ("tags", "operations"))
 
 
 def location_sort_key(location: Location) -> tuple[tuple[int, int, str], ...]:

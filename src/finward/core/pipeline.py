@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from finward.decision import ALLOW, Decision, Finding
 from finward.http import RequestView
@@ -32,6 +32,14 @@ class Context:
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     # The policy that produced the final decision (for logs and audit).
     decided_by: str | None = None
+    # The authenticated caller (finward.auth.policy.Principal), when there is one.
+    principal: Any = None
+    # Headers added to, and inbound header names removed from, the upstream request.
+    upstream_headers: list[tuple[str, str]] = field(default_factory=list)
+    upstream_drop: frozenset[str] = frozenset()
+    # Refuse a form body that carries access_token (RFC 6750 §2.2); the adapter owns
+    # the body, so it checks before forwarding.
+    check_form_token: bool = False
 
 
 class Policy(Protocol):

@@ -34,4 +34,6 @@ def render_problem(decision: Decision, *, request_id: str, interaction_id: str) 
     }
     if decision.detail:
         body["detail"] = decision.detail
+    for name, value in decision.members:
+        body.setdefault(name, value)  # never overrides the RFC 9457 members above
     return orjson.dumps(body)

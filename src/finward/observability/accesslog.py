@@ -49,6 +49,16 @@ def format_request(ev: RequestEvent) -> dict[str, object]:
         line["tls"] = ev.tls_version
     if ev.client_cert:
         line["client_cert"] = ev.client_cert
+    if ev.detail:
+        line["detail"] = ev.detail
+    if ev.client_id:
+        line["client_id"] = ev.client_id
+    if ev.organisation_id:
+        line["tpp"] = ev.organisation_id
+    if ev.token_id:
+        line["jti"] = ev.token_id
+    if ev.binding:
+        line["binding"] = ev.binding
     return line
 
 

@@ -41,6 +41,11 @@ class RefResolver(Protocol):
         """Return the resolved target of an absolute ref; raise ``SpecError`` if absent."""
         ...
 
+    def resolve(self, node: Any, base: Path, loc: Any) -> Any:
+        """Return ``node`` (found in file ``base``) with every local ``$ref`` resolved;
+        ``loc`` is where it sits, for error messages (``None`` for the document root)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Parameter:

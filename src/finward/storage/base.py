@@ -181,6 +181,11 @@ class StateStore(Protocol):
         """Who suspended the client and why, from the snapshot; may raise StateStoreUnavailable."""
         ...
 
+    def list_suspensions(self) -> dict[str, Suspension]:
+        """Every suspension in the snapshot (a copy), for the admin API; may raise
+        StateStoreUnavailable."""
+        ...
+
     async def ping(self) -> bool:
         """True when the backend answers within its timeout. Never raises."""
         ...
@@ -255,6 +260,10 @@ class SnapshotReads:
     def get_suspension(self, client_id: str) -> Suspension | None:
         self._check_readable()
         return self._suspended.get(client_id)
+
+    def list_suspensions(self) -> dict[str, Suspension]:
+        self._check_readable()
+        return dict(self._suspended)
 
 
 def parse_state_store_url(url: str) -> StoreConfig:
