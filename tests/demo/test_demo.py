@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from finward.auth.dpop import DPoPPolicy, verify_dpop_proof
 from finward.cli.main import app
+from finward.demo.oauth import DPoPKey
 from finward.demo.processes import Endpoints
 from finward.demo.report import is_expected, percentile
 from finward.demo.runner import (
@@ -31,12 +33,26 @@ from finward.demo.scenario import (
     load_scenario,
     parse_scenario,
     substitute,
+    variables_used,
 )
-from finward.demo.traffic import Outcome, render_body
+from finward.demo.traffic import Outcome, raw_request_line, render_body
+from finward.http import Headers
 from finward.sandbox.data import build_bank
 
 CLI = [sys.executable, "-c", "from finward.cli.main import main; main()"]
 DEMO_BUDGET_S = 60.0
+# The token attacks of the default scenario, each with the reason finward must give.
+AUTH_ATTACK_REASONS = {
+    "token_missing",
+    "token_in_query",
+    "token_signature_invalid",
+    "token_expired",
+    "token_algorithm_not_allowed",
+    "dpop_proof_replayed",
+    "dpop_binding_mismatch",
+    "token_binding_missing",
+    "insufficient_scope",
+}
 
 STEP = """
 steps:
@@ -151,6 +167,107 @@ def test_the_default_scenario_is_valid_and_uses_only_known_variables() -> None:
     kinds = {s.kind for s in scenario.steps}
     assert kinds == {"legit", "attack"}
     assert sum(s.repeat for s in scenario.steps if s.kind == "legit") >= 300
+    # Every legitimate client authenticates with a DPoP-bound token, never a PSU header.
+    for step in scenario.steps:
+        if step.kind == "legit":
+            assert step.auth is not None and step.auth.client in scenario.clients, step.name
+            assert (step.auth.scheme, step.auth.proof, step.auth.origin) == (
+                "DPoP",
+                "fresh",
+                "issued",
+            )
+            assert not any(h.lower() == "x-finward-psu-id" for h in step.request.headers)
+    auth_steps = [s for s in scenario.steps if s.category == "authentication"]
+    assert {s.expect.reason for s in auth_steps} >= AUTH_ATTACK_REASONS
+
+
+AUTH_STEP = """
+clients:
+  tpp-acme-ais: {{redirect_uri: "https://acme.example/callback"}}
+steps:
+  - name: keeper
+    kind: legit
+    request: {{path: /v1/accounts}}
+    auth: {{client: tpp-acme-ais, psu: "{{psu}}", keep: kept}}
+    expect: {{status: 200}}
+  - name: attack
+    kind: attack
+    request: {{path: /v1/accounts}}
+    auth: {auth}
+    expect: {{status: 401}}
+"""
+
+
+def test_auth_defaults_follow_the_scheme_and_placement() -> None:
+    scenario = parse_scenario(AUTH_STEP.format(auth="{client: tpp-acme-ais, scheme: Bearer}"))
+    keeper, attack = (s.auth for s in scenario.steps)
+    assert keeper is not None and attack is not None
+    assert (keeper.scheme, keeper.place, keeper.proof, keeper.keep) == (
+        "DPoP",
+        "header",
+        "fresh",
+        "kept",
+    )
+    assert (attack.scheme, attack.proof, attack.psu) == ("Bearer", "none", None)
+    query = parse_scenario(AUTH_STEP.format(auth="{client: tpp-acme-ais, in: query}"))
+    assert query.steps[1].auth is not None and query.steps[1].auth.proof == "none"
+    replay = parse_scenario(AUTH_STEP.format(auth="{replay: kept}"))
+    assert replay.steps[1].auth is not None and replay.steps[1].auth.replay == "kept"
+    assert scenario.public_base_url == "https://api.bank.example"
+    assert "psu" in variables_used(scenario.steps[0])
+
+
+@pytest.mark.parametrize(
+    ("auth", "problem"),
+    [
+        ("{client: tpp-nobody}", "auth.client 'tpp-nobody' is not in `clients` (tpp-acme-ais)"),
+        ("{replay: never-kept}", "auth.replay 'never-kept' names nothing an earlier step keeps"),
+        ("{replay: kept, client: tpp-acme-ais}", "auth.replay sends kept credentials"),
+        ("{psu: x}", "auth.client is required (or auth.replay)"),
+        ("{client: tpp-acme-ais, token: stolen}", "auth.token must be one of issued, expired"),
+        ("{client: tpp-acme-ais, scheme: Basic}", "auth.scheme must be one of DPoP, Bearer"),
+        ("{client: tpp-acme-ais, via: header}", "auth: unknown key 'via'"),
+        ("{client: tpp-acme-ais, psu: 7}", "auth.psu must be a string"),
+    ],
+)
+def test_bad_auth_is_reported_with_the_step(auth: str, problem: str) -> None:
+    problems = problems_of(AUTH_STEP.format(auth=auth))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("steps[1] (attack): ")
+    assert problem in problems[0]
+
+
+def test_clients_and_public_base_url_are_checked() -> None:
+    text = AUTH_STEP.format(auth="{client: tpp-acme-ais}")
+    bad_client = text.replace('{redirect_uri: "https://acme.example/callback"}', "{secret: 1}")
+    assert "clients.tpp-acme-ais: redirect_uri is required" in problems_of(bad_client)[0]
+    bad_url = "public_base_url: https://api.example/psd2\n" + text
+    assert problems_of(bad_url)[0].startswith("public_base_url: must be scheme://host[:port]")
+
+
+def test_dpop_proofs_verify_against_the_public_url_and_the_token() -> None:
+    key = DPoPKey()
+    url = "https://api.bank.example/v1/accounts"
+    proof = key.proof("GET", url, "the-access-token")
+    verified = verify_dpop_proof(
+        Headers([("DPoP", proof)]),
+        "GET",
+        url,
+        "the-access-token",
+        time.time(),
+        DPoPPolicy(),
+        replay=None,
+        token_jkt=key.jkt,
+    )
+    assert verified.jkt == key.jkt
+    assert key.proof("GET", url) != key.proof("GET", url)  # a new jti every time
+
+
+def test_the_request_line_of_a_raw_request_names_method_and_target() -> None:
+    step = parse_scenario(
+        STEP.format(kind="attack", request='{raw: ["POST /p?q={v} HTTP/1.1", "Host: h", ""]}')
+    ).steps[0]
+    assert raw_request_line(step.request, {"v": "1"}) == ("POST", "/p?q=1")
 
 
 def test_padding_keeps_json_valid_and_reaches_the_size() -> None:
@@ -211,6 +328,19 @@ def test_the_demo_blocks_every_attack_and_serves_every_legit_request(tmp_path: P
             assert set(step["actual"]) == {f"{s} {reason}" for s in step["expected"]["status"]}
     attack_reasons = {s["expected"]["reason"] for s in steps if s["kind"] == "attack"}
     assert {"route_not_found", "path_not_canonical", "ambiguous_message_length"} <= attack_reasons
+    # Every token attack was refused with its own reason, and the summary (client side
+    # and gateway side) counts each reason.
+    assert attack_reasons >= AUTH_ATTACK_REASONS
+    for step in steps:
+        if step["kind"] == "attack" and step["expected"]["reason"]:
+            reason = step["expected"]["reason"]
+            assert report["by_reason"].get(reason, 0) >= step["requests"], (reason, report)
+            assert report["gateway"]["by_reason"].get(reason, 0) >= step["requests"], reason
+    for reason in AUTH_ATTACK_REASONS:
+        assert reason in result.stdout, reason
+    # Legit traffic came from tokens the demo's authorisation server issued.
+    assert report["endpoints"]["authserver"].startswith("http://127.0.0.1:")
+    assert report["endpoints"]["public_url"] == "https://api.bank.example"
 
     totals = report["totals"]
     assert totals["legit"] >= 300 and totals["no_response"] == 0
@@ -244,9 +374,9 @@ def is_listening(url: str) -> bool:
 def test_keep_running_stays_up_until_ctrl_c_then_stops_everything(tmp_path: Path) -> None:
     scenario = tmp_path / "tiny.yaml"
     scenario.write_text(
-        STEP.format(
-            kind="legit",
-            request='{path: /v1/accounts, headers: {X-Finward-PSU-ID: "{psu}"}}',
+        'clients:\n  tpp-acme-ais: {redirect_uri: "https://acme.example/callback"}\n'
+        + STEP.format(kind="legit", request="{path: /v1/accounts}").replace(
+            "    expect:", '    auth: {client: tpp-acme-ais, psu: "{psu}"}\n    expect:'
         )
     )
     out = (tmp_path / "out.txt").open("w")
@@ -259,14 +389,15 @@ def test_keep_running_stays_up_until_ctrl_c_then_stops_everything(tmp_path: Path
     try:
         urls: dict[str, str] = {}
         deadline = time.monotonic() + DEMO_BUDGET_S
-        while "sandbox" not in urls and time.monotonic() < deadline:
+        names = ("gateway", "admin", "sandbox", "authserver")
+        while "authserver" not in urls and time.monotonic() < deadline:
             time.sleep(0.2)
             assert proc.poll() is None, (tmp_path / "out.txt").read_text()
             for line in (tmp_path / "out.txt").read_text().splitlines():
                 name, _, value = line.strip().partition(" ")
-                if name in ("gateway", "admin", "sandbox") and value.strip().startswith("http"):
+                if name in names and value.strip().startswith("http"):
                     urls[name] = value.strip()
-        assert set(urls) == {"gateway", "admin", "sandbox"}, (tmp_path / "out.txt").read_text()
+        assert set(urls) == set(names), (tmp_path / "out.txt").read_text()
         assert all(is_listening(u) for u in urls.values())
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0

@@ -1,11 +1,16 @@
-"""Start the sandbox bank and the gateway as real subprocesses, and always stop them.
+"""Start the sandbox bank, the sandbox authorisation server and the gateway as real
+subprocesses, and always stop them.
 
 Each child runs in its own session (process group), so a Ctrl-C in the terminal reaches
 only the demo, which then stops the children in order; a `finally` and the context
 manager make sure no gateway is left listening after an error.
 
-Both children bind port 0 and announce the port they got, so the demo never races
-another program for a "free" port between probing and binding.
+Every child binds port 0 and announces the port it got, so the demo never races
+another program for a "free" port between probing and binding. The gateway's policy is
+the shipped example plus authentication (`auth_overlay`): tokens from the demo's
+authorisation server, sender-constrained, with Berlin Group error codes. Its DPoP `htu`
+base is the scenario's public URL, not the random port: the URL clients use, as behind
+a load balancer.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from typing import IO, Any
 import yaml
 
 from finward.errors import FinwardError
+from finward.sandbox.authserver.tokens import DEFAULT_AUDIENCE
 from finward.sandbox.paths import spec_path
 
 # Running the CLI through `-c` works whatever the venv's console-script layout is, and
 # main.py has no `__main__` guard for `-m`.
 _CLI = "from finward.cli.main import main; main()"
 _SANDBOX_READY = re.compile(r"sandbox listening on http://127\.0\.0\.1:(\d+)")
+_AUTHSERVER_READY = re.compile(r"authserver listening on http://127\.0\.0\.1:(\d+)")
 _GATEWAY_READY = re.compile(
     r"finward listening on http://127\.0\.0\.1:(\d+), admin on http://127\.0\.0\.1:(\d+)"
 )
@@ -85,6 +92,9 @@ class Endpoints:
     gateway_port: int
     access_log: Path
     config_path: Path
+    authserver_url: str = ""  # the issuer: tokens' iss, discovery and JWKS below it
+    public_base_url: str = ""  # what DPoP proofs name in htu
+    audience: str = DEFAULT_AUDIENCE
 
     @property
     def metrics_url(self) -> str:
@@ -92,12 +102,23 @@ class Endpoints:
 
 
 class DemoProcesses:
-    """Context manager: sandbox then gateway up on enter, both down on exit (any exit)."""
+    """Context manager: sandbox and authorisation server, then gateway, up on enter; all
+    down on exit (any exit)."""
 
-    def __init__(self, workdir: Path, seed: int, example_config: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        seed: int,
+        example_config: Path,
+        *,
+        public_base_url: str,
+        audience: str = DEFAULT_AUDIENCE,
+    ) -> None:
         self.workdir = workdir.resolve()  # the config resolves paths from its own folder
         self.seed = seed
         self.example_config = example_config
+        self.public_base_url = public_base_url
+        self.audience = audience
         self.children: list[Child] = []
         self.endpoints: Endpoints | None = None
         self.limits: dict[str, Any] = {}  # the policy's `limits`, for size-attack variables
@@ -123,9 +144,15 @@ class DemoProcesses:
             "sandbox",
             ["sandbox", "serve", "--host", "127.0.0.1", "--port", "0", "--seed", str(self.seed)],
         )
+        # Both start at once: neither needs the other, and the bank takes the longer.
+        authserver_args = ["sandbox", "authserver", "--host", "127.0.0.1", "--port", "0"]
+        authserver = self._spawn("authserver", [*authserver_args, "--audience", self.audience])
         (sandbox_port,) = _wait_ready(sandbox, _SANDBOX_READY)
+        (authserver_port,) = _wait_ready(authserver, _AUTHSERVER_READY)
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        config_path, access_log = self._write_config(sandbox_url)
+        # `finward sandbox authserver` names itself http://HOST:PORT (its default issuer).
+        issuer = f"http://127.0.0.1:{authserver_port}"
+        config_path, access_log = self._write_config(sandbox_url, issuer)
         gateway = self._spawn("gateway", ["serve", "-c", str(config_path)])
         port, admin_port = _wait_ready(gateway, _GATEWAY_READY)
         self.endpoints = Endpoints(
@@ -136,11 +163,15 @@ class DemoProcesses:
             gateway_port=port,
             access_log=access_log,
             config_path=config_path,
+            authserver_url=issuer,
+            public_base_url=self.public_base_url,
+            audience=self.audience,
         )
         return self.endpoints
 
     def stop(self) -> None:
         # Gateway first: it drains in-flight requests, which need the sandbox still up.
+        # (The order of start is sandbox, authserver, gateway.)
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
@@ -169,8 +200,9 @@ class DemoProcesses:
         self.children.append(child)
         return child
 
-    def _write_config(self, sandbox_url: str) -> tuple[Path, Path]:
-        """A copy of the shipped example with our ports, absolute specs and a file access log."""
+    def _write_config(self, sandbox_url: str, issuer: str) -> tuple[Path, Path]:
+        """A copy of the shipped example with our ports, absolute specs, a file access log
+        and authentication against the demo's authorisation server."""
         config: dict[str, Any] = yaml.safe_load(self.example_config.read_text(encoding="utf-8"))
         base = self.example_config.resolve().parent
         config.setdefault("listen", {})["port"] = 0
@@ -180,10 +212,35 @@ class DemoProcesses:
             api["spec"] = str((base / api["spec"]).resolve())
         access_log = self.workdir / "access.log"
         config.setdefault("logging", {})["access_log"] = str(access_log)
+        auth_overlay(config, issuer, self.public_base_url, self.audience)
         self.limits = dict(config.get("limits") or {})
         path = self.workdir / "finward.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         return path, access_log
+
+
+def auth_overlay(config: dict[str, Any], issuer: str, public_base_url: str, audience: str) -> None:
+    """Turn authentication on in a copy of the example policy (what the demo runs)."""
+    for api in config.get("apis", []):
+        api["auth"] = {
+            "token": "required",  # every call needs a valid access token
+            "sender_constraint": "required",  # a bearer token anyone could replay: refused
+            "sender_method": "any",  # DPoP-bound (the demo's clients) or certificate-bound
+            # Refusals carry a Berlin Group message code (TOKEN_INVALID, TOKEN_EXPIRED ...).
+            "error_format": "berlin-group",
+            # No scopes here: each operation's OpenAPI `security` names its own.
+            # No tpp_roles: the demo runs on plain HTTP, so no client presents a QWAC.
+        }
+    config["auth"] = {
+        "issuers": [
+            # Keys through discovery (RFC 8414) below the issuer; http:// only because the
+            # demo's authorisation server is on loopback.
+            {"issuer": issuer, "allow_insecure_loopback": True},
+        ],
+        "audiences": [audience],
+        "public_base_url": public_base_url,
+        "state_store": "memory://",  # one worker: replayed proofs are caught in memory
+    }
 
 
 def _wait_ready(child: Child, pattern: re.Pattern[str]) -> tuple[int, ...]:

@@ -23,6 +23,7 @@ from finward.demo.traffic import Outcome
 REPORT_VERSION = 1
 TOP_CLIENTS = 5
 MISMATCH_EXAMPLES = 3
+MAX_REASON_WIDTH = 32  # beyond this (an error message's URL, say) a word may be cut
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:
@@ -253,9 +254,20 @@ def _clients_table(report: dict[str, Any], console: Console) -> None:
 
 
 def _steps_table(report: dict[str, Any], console: Console) -> None:
-    table = Table(title="Expected vs actual, per step", title_justify="left")
+    table = Table(
+        title="Expected vs actual, per step (legit traffic above the line, attacks below)",
+        title_justify="left",
+    )
+    # Room for the longest reason code (token_algorithm_not_allowed) on one line: the
+    # step names wrap instead.
+    words = (len(word) for step in report["steps"] for word in _words(step))
+    widest = min(max(words, default=0), MAX_REASON_WIDTH)
     for column in ("", "step", "category", "n", "expected", "actual"):
-        table.add_column(column, justify="right" if column == "n" else "left")
+        table.add_column(
+            column,
+            justify="right" if column == "n" else "left",
+            min_width=widest if column in ("expected", "actual") else None,
+        )
     kind = None
     for step in report["steps"]:
         if kind is not None and step["kind"] != kind:
@@ -271,7 +283,7 @@ def _steps_table(report: dict[str, Any], console: Console) -> None:
         table.add_row(
             mark,
             step["name"],
-            f"{kind}/{step['category']}",
+            step["category"],
             str(step["requests"]),
             expected,
             actual,
@@ -281,6 +293,11 @@ def _steps_table(report: dict[str, Any], console: Console) -> None:
     for step in report["steps"]:
         if "note" in step:
             console.print(f"  * {step['name']}: {step['note']}", style="dim")
+
+
+def _words(step: dict[str, Any]) -> list[str]:
+    texts = [step["expected"]["text"], *step["actual"]]
+    return [word for text in texts for word in text.split()]
 
 
 def _shadow_table(report: dict[str, Any], console: Console) -> None:

@@ -1,8 +1,9 @@
 """Play a scenario against a real sandbox and a real gateway, and collect what happened.
 
-The runner owns the order of things: check the scenario's variables, start the two
-processes, play every step (with a progress bar), fetch the gateway's own view (access
-log, metrics), and always stop the processes. It computes nothing for display; that is
+The runner owns the order of things: check the scenario's variables, start the three
+processes (sandbox bank, sandbox authorisation server, gateway), play every step (with a
+progress bar), fetch the gateway's own view (access log, metrics), and always stop the
+processes. It computes nothing for display; that is
 `finward.demo.report`'s job, from the `DemoRun` returned here.
 """
 
@@ -25,9 +26,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from finward.config.model import LimitsConfig
+from finward.demo.oauth import CredentialError, Credentials, TppAgent
 from finward.demo.processes import DemoProcesses, Endpoints, example_config_path
-from finward.demo.scenario import Scenario, ScenarioError, Step, variables_used
-from finward.demo.traffic import HttpClient, Outcome, can_bind, send_raw
+from finward.demo.scenario import Scenario, ScenarioError, Step, substitute, variables_used
+from finward.demo.traffic import HttpClient, Outcome, can_bind, raw_request_line, send_raw
 from finward.sandbox.data import build_bank
 from finward.sandbox.model import Bank
 
@@ -36,7 +38,7 @@ DEFAULT_SOURCES = {"legit": "127.0.0.1", "attack": "127.0.0.2"}
 # so a typo in a scenario fails before two processes are started for nothing.
 IDENTITY_VARIABLES = frozenset(
     {"psu", "account_id", "iban", "savings_account_id", "card_account_id"}
-    | {"transaction_id", "creditor_iban"}
+    | {"transaction_id", "creditor_iban", "other_psu", "other_account_id"}
 )
 SHARED_VARIABLES = frozenset(
     {"host", "today", "until", "from_7d", "from_30d", "from_90d", "from_365d"}
@@ -84,6 +86,7 @@ def identities(bank: Bank) -> list[dict[str, str]]:
     result = []
     for index, psu in enumerate(psus):
         main = mains[index]
+        other = (index + 1) % len(psus)
         savings = [a for a in bank.accounts_of(psu.psu_id) if a.resource_id != main.resource_id]
         result.append(
             {
@@ -94,7 +97,10 @@ def identities(bank: Bank) -> list[dict[str, str]]:
                 "card_account_id": psu.card_account_ids[0],
                 "transaction_id": main.transactions[-1].transaction_id,
                 # Another PSU's account: a valid IBAN that is not the debtor's.
-                "creditor_iban": mains[(index + 1) % len(mains)].iban,
+                "creditor_iban": mains[other].iban,
+                # ... and that PSU, for attacks on resources that are not the caller's.
+                "other_psu": psus[other].psu_id,
+                "other_account_id": mains[other].resource_id,
             }
         )
     return result
@@ -156,6 +162,13 @@ class Player:
         self.advance = advance
         limit = max((s.concurrency for s in run.scenario.steps), default=1)
         self.http = HttpClient(limit)
+        endpoints = run.endpoints
+        self.tpp = TppAgent(
+            endpoints.authserver_url,
+            run.scenario.clients,
+            run.scenario.public_base_url,
+            endpoints.audience,
+        )
 
     def variables(self, index: int) -> dict[str, str]:
         who = index % len(self.people)
@@ -168,6 +181,7 @@ class Player:
                 self.run.steps.append(await self.play_step(step))
         finally:
             await self.http.close()
+            await self.tpp.close()
 
     async def play_step(self, step: Step) -> StepResult:
         outcomes: list[Outcome | None] = [None] * step.repeat
@@ -195,18 +209,43 @@ class Player:
 
     async def send(self, step: Step, index: int, source: str, base_url: str) -> Outcome:
         variables = self.variables(index)
+        request = step.request
         try:
-            if step.request.is_raw:
+            credentials = Credentials()
+            if step.auth is not None:
+                if request.is_raw:
+                    method, path = raw_request_line(request, variables)
+                else:
+                    method, path = request.method, substitute(request.path, variables)
+                credentials = await self.tpp.credentials(step.auth, variables, method, path)
+            if request.is_raw:
                 endpoints = self.run.endpoints
                 return await send_raw(
-                    endpoints.gateway_host, endpoints.gateway_port, step.request, variables, source
+                    endpoints.gateway_host,
+                    endpoints.gateway_port,
+                    request,
+                    variables,
+                    source,
+                    extra_headers=credentials.headers,
+                    extra_query=credentials.query,
                 )
-            return await self.http.send(base_url, step.request, variables, source)
+            return await self.http.send(
+                base_url,
+                step.request,
+                variables,
+                source,
+                extra_headers=credentials.headers,
+                extra_query=credentials.query,
+            )
         except KeyError as exc:
             # Names are checked up front, so only a capture that never happened gets here:
             # report it on the step instead of aborting the whole demo.
             error = f"variable {{{exc.args[0]}}} has no value (did the capturing step fail?)"
             return Outcome(None, None, 0.0, 0, error=error)
+        except (CredentialError, aiohttp.ClientError, TimeoutError) as exc:
+            # The client could not authenticate (the AS refused or is gone): the request
+            # was never sent, which the report shows as "no response" with this error.
+            return Outcome(None, None, 0.0, 0, error=f"no credentials: {exc}"[:300])
 
     def capture(self, step: Step, index: int, body: Any) -> None:
         who = index % len(self.people)
@@ -287,7 +326,9 @@ def run_demo(
         bank_future: Future[Bank] = pool.submit(build_bank, seed)
         with tempfile.TemporaryDirectory(prefix="finward-demo-") as tmp:
             base = workdir or Path(tmp)
-            with DemoProcesses(base, seed, example_config_path()) as procs:
+            with DemoProcesses(
+                base, seed, example_config_path(), public_base_url=scenario.public_base_url
+            ) as procs:
                 assert procs.endpoints is not None
                 bank = bank_future.result()
                 run = DemoRun(
@@ -360,6 +401,8 @@ def run_metadata(run: DemoRun) -> Mapping[str, Any]:
         "admin": e.admin_url,
         "metrics": e.metrics_url,
         "sandbox": e.sandbox_url,
+        "authserver": e.authserver_url,
+        "public_url": e.public_base_url,
         "config": str(e.config_path),
         "access_log": str(e.access_log),
     }

@@ -8,6 +8,11 @@ inferred from the template, never from a step-specific code path:
 - `raw` → bytes written verbatim on a fresh TCP connection, for requests no well-behaved
   client library will send (smuggling, obs-fold, broken chunking).
 
+A step may also say how its client authenticates (`auth`): which TPP from the
+scenario's `clients`, for which PSU, and how the token and its DPoP proof are presented
+or tampered with. `finward.demo.oauth` turns that into headers (inserted right after
+the request line of a raw request); the transport never knows why a header is there.
+
 Strings may use `{name}` variables that the runner fills from the sandbox's deterministic
 data (`{psu}`, `{account_id}`, `{iban}`, …) and from earlier steps' `capture`s.
 """
@@ -34,10 +39,28 @@ MAX_CONCURRENCY = 64
 _VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _STEP_KEYS = frozenset(
     {"name", "kind", "category", "request", "repeat", "concurrency", "expect", "source"}
-    | {"capture", "direct_probe", "note"}
+    | {"capture", "direct_probe", "note", "auth"}
 )
 _REQUEST_KEYS = frozenset({"method", "path", "headers", "json", "body", "raw", "pad_to", "chunked"})
 _EXPECT_KEYS = frozenset({"status", "reason"})
+_AUTH_KEYS = frozenset(
+    {"client", "psu", "scope", "token", "bind", "scheme", "in", "proof", "proof_key"}
+    | {"keep", "replay"}
+)
+_CLIENT_KEYS = frozenset({"redirect_uri", "secret"})
+# Where a step's access token comes from: the AS through a grant (issued), the AS's
+# sandbox-only mint hook with an expiry in the past (expired), or the attacker (a token
+# signed with the attacker's own key under the AS's kid; alg "none"; HS256 keyed with the
+# AS's public JWK).
+TOKEN_KINDS: tuple[str, ...] = ("issued", "expired", "forged", "alg-none", "hs256-jwk")
+AUTH_SCHEMES: tuple[str, ...] = ("DPoP", "Bearer")
+TOKEN_PLACES: tuple[str, ...] = ("header", "query")
+PROOF_MODES: tuple[str, ...] = ("fresh", "none")
+BINDINGS: tuple[str, ...] = ("dpop", "none")
+# DPoP htu is the URL clients use to reach finward, which behind a load balancer is not
+# its bind address; the demo gateway binds a random port, so the scenario names one.
+DEFAULT_PUBLIC_BASE_URL = "https://api.bank.example"
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class ScenarioError(FinwardError):
@@ -79,6 +102,35 @@ class Expectation:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientTemplate:
+    """A TPP registered at the sandbox authorisation server."""
+
+    client_id: str
+    redirect_uri: str  # must be one the AS has registered for the client
+    secret: str | None = None  # None: the sandbox's published fixture secret
+
+
+@dataclass(frozen=True, slots=True)
+class AuthTemplate:
+    """How one step's requests authenticate; see the scenario file's header comment."""
+
+    client: str | None = None  # a key of Scenario.clients; None only with `replay`
+    psu: str | None = None  # authorization-code flow for this PSU; None: client_credentials
+    scope: str | None = None  # None: whatever the AS grants the client by default
+    origin: str = "issued"  # `token`: where it comes from, one of TOKEN_KINDS
+    bind: str = "dpop"  # ask the AS for a DPoP-bound token, or an unbound one
+    scheme: str = "DPoP"  # the Authorization scheme
+    place: str = "header"  # `in`: header (Authorization) or query (?access_token=)
+    proof: str = "fresh"  # a new DPoP proof per request, or none
+    proof_key: str | None = None  # whose key signs the proof; None: the client's own
+    keep: str | None = None  # remember the credentials last sent under this name
+    replay: str | None = None  # send the credentials kept under this name again
+
+    def strings(self) -> list[str]:
+        return [v for v in (self.psu, self.scope) if v is not None]
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     name: str
     kind: StepKind
@@ -91,6 +143,7 @@ class Step:
     capture: Mapping[str, str] = field(default_factory=dict)  # variable -> dotted JSON path
     direct_probe: bool = False  # also send once straight to the sandbox, for comparison
     note: str = ""
+    auth: AuthTemplate | None = None  # None: no credentials at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +153,8 @@ class Scenario:
     steps: tuple[Step, ...]
     sources: Mapping[str, str]  # kind -> local address attack/legit traffic comes from
     variables: Mapping[str, str]
+    clients: Mapping[str, ClientTemplate] = field(default_factory=dict)  # by client_id
+    public_base_url: str = DEFAULT_PUBLIC_BASE_URL
 
     @property
     def total_requests(self) -> int:
@@ -136,8 +191,19 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     if unknown_kinds:
         problems.append(f"sources: unknown kind {unknown_kinds[0]!r} (use legit or attack)")
     variables = _string_map(data.get("variables", {}), "variables", problems)
+    clients = _parse_clients(data.get("clients", {}), problems)
+    public_base_url = data.get("public_base_url", DEFAULT_PUBLIC_BASE_URL)
+    if not isinstance(public_base_url, str) or not re.fullmatch(
+        r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", public_base_url
+    ):
+        problems.append(
+            "public_base_url: must be scheme://host[:port] without a path, "
+            f"e.g. {DEFAULT_PUBLIC_BASE_URL}"
+        )
+        public_base_url = DEFAULT_PUBLIC_BASE_URL
     steps: list[Step] = []
     names: set[str] = set()
+    kept: set[str] = set()
     for index, raw in enumerate(raw_steps):
         step = _parse_step(raw, f"steps[{index}]", problems)
         if step is None:
@@ -145,6 +211,10 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         if step.name in names:
             problems.append(f"steps[{index}]: duplicate step name {step.name!r}")
         names.add(step.name)
+        if step.auth is not None:
+            _check_auth_refs(step.auth, clients, kept, f"steps[{index}] ({step.name})", problems)
+            if step.auth.keep is not None:
+                kept.add(step.auth.keep)
         steps.append(step)
     if problems:
         raise ScenarioError(source, problems)
@@ -154,7 +224,52 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         steps=tuple(steps),
         sources=sources,
         variables=variables,
+        clients=clients,
+        public_base_url=public_base_url,
     )
+
+
+def _parse_clients(value: object, problems: list[str]) -> dict[str, ClientTemplate]:
+    if not isinstance(value, dict):
+        problems.append("clients: must map client ids to {redirect_uri, secret}")
+        return {}
+    clients: dict[str, ClientTemplate] = {}
+    for client_id, raw in value.items():
+        where = f"clients.{client_id}"
+        if not isinstance(client_id, str) or not _NAME.fullmatch(client_id):
+            problems.append(f"{where}: a client id is letters, digits, '.', '_' and '-'")
+            continue
+        if not isinstance(raw, dict) or set(raw) - _CLIENT_KEYS:
+            known = ", ".join(sorted(_CLIENT_KEYS))
+            problems.append(f"{where}: must be a mapping with {known}")
+            continue
+        redirect_uri, secret = raw.get("redirect_uri"), raw.get("secret")
+        if not isinstance(redirect_uri, str) or not redirect_uri.startswith(
+            ("https://", "http://")
+        ):
+            problems.append(f"{where}: redirect_uri is required (one registered at the AS)")
+            continue
+        if secret is not None and not isinstance(secret, str):
+            problems.append(f"{where}: secret must be a string")
+            continue
+        clients[client_id] = ClientTemplate(client_id, redirect_uri, secret)
+    return clients
+
+
+def _check_auth_refs(
+    auth: AuthTemplate,
+    clients: Mapping[str, ClientTemplate],
+    kept: set[str],
+    where: str,
+    problems: list[str],
+) -> None:
+    if auth.client is not None and auth.client not in clients:
+        known = ", ".join(sorted(clients)) or "none"
+        problems.append(f"{where}: auth.client {auth.client!r} is not in `clients` ({known})")
+    if auth.replay is not None and auth.replay not in kept:
+        problems.append(
+            f"{where}: auth.replay {auth.replay!r} names nothing an earlier step keeps (auth.keep)"
+        )
 
 
 def _string_map(value: object, where: str, problems: list[str]) -> dict[str, str]:
@@ -197,6 +312,7 @@ def _parse_step(raw: object, where: str, problems: list[str]) -> Step | None:
         problems.append(f"{where}: `source` must be an IP address string")
     if request is not None and request.is_raw and (capture or raw.get("direct_probe")):
         problems.append(f"{where}: `capture` and `direct_probe` need an HTTP (not raw) request")
+    auth = _parse_auth(raw["auth"], where, problems) if "auth" in raw else None
     if len(problems) > before or request is None or expect is None:
         return None
     return Step(
@@ -211,6 +327,65 @@ def _parse_step(raw: object, where: str, problems: list[str]) -> Step | None:
         capture=capture,
         direct_probe=bool(raw.get("direct_probe", False)),
         note=str(raw.get("note", "")).strip(),
+        auth=auth,
+    )
+
+
+def _parse_auth(raw: object, where: str, problems: list[str]) -> AuthTemplate | None:
+    if not isinstance(raw, dict) or not raw:
+        problems.append(f"{where}: `auth` must be a mapping (client, psu, token, ...)")
+        return None
+    unknown = sorted(set(raw) - _AUTH_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_AUTH_KEYS))
+        problems.append(f"{where}: auth: unknown key {unknown[0]!r}; known: {known}")
+        return None
+    before = len(problems)
+    values: dict[str, str | None] = {}
+    for key in sorted(_AUTH_KEYS):
+        value = raw.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{where}: auth.{key} must be a string")
+        values[key] = value if isinstance(value, str) else None
+    choices = {
+        "token": TOKEN_KINDS,
+        "bind": BINDINGS,
+        "scheme": AUTH_SCHEMES,
+        "in": TOKEN_PLACES,
+        "proof": PROOF_MODES,
+    }
+    for key, allowed in choices.items():
+        if values[key] is not None and values[key] not in allowed:
+            problems.append(
+                f"{where}: auth.{key} must be one of {', '.join(allowed)} (got {values[key]!r})"
+            )
+    for key in ("keep", "replay", "proof_key"):
+        name = values[key]
+        if name is not None and not _NAME.fullmatch(name):
+            problems.append(f"{where}: auth.{key} must be a short name (letters, digits, .-_)")
+    if values["replay"] is not None:
+        others = sorted(k for k in raw if k != "replay")
+        if others:
+            problems.append(f"{where}: auth.replay sends kept credentials; drop {others[0]!r}")
+    elif values["client"] is None:
+        problems.append(f"{where}: auth.client is required (or auth.replay)")
+    if len(problems) > before:
+        return None
+    scheme = values["scheme"] or "DPoP"
+    place = values["in"] or "header"
+    default_proof = "fresh" if scheme == "DPoP" and place == "header" else "none"
+    return AuthTemplate(
+        client=values["client"],
+        psu=values["psu"],
+        scope=values["scope"],
+        origin=values["token"] or "issued",
+        bind=values["bind"] or "dpop",
+        scheme=scheme,
+        place=place,
+        proof=values["proof"] or default_proof,
+        proof_key=values["proof_key"],
+        keep=values["keep"],
+        replay=values["replay"],
     )
 
 
@@ -333,6 +508,8 @@ def variables_used(step: Step) -> set[str]:
     """Every `{name}` a step's request mentions (checked before the demo starts)."""
     req = step.request
     texts = [req.path, req.raw or "", req.body or "", *req.headers.values()]
+    if step.auth is not None:
+        texts.extend(step.auth.strings())
     if isinstance(req.pad_to, str):
         texts.append(req.pad_to)
     texts.extend(_json_strings(req.json))

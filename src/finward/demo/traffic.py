@@ -138,11 +138,22 @@ class HttpClient:
         template: RequestTemplate,
         variables: Mapping[str, str],
         source: str,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: str | None = None,
     ) -> Outcome:
+        """Send one request; ``extra_headers``/``extra_query`` carry credentials (any
+        header of the template with the same name is replaced)."""
+        target = substitute(template.path, variables)
+        if extra_query:
+            target += ("&" if "?" in target else "?") + extra_query
         # encoded=True: send the path byte for byte. yarl would otherwise resolve `..` and
         # re-quote `%2e`, and the traversal attacks would never leave the client.
-        url = URL(base_url + substitute(template.path, variables), encoded=True)
+        url = URL(base_url + target, encoded=True)
         headers = {k: substitute(v, variables) for k, v in template.headers.items()}
+        for name, value in (extra_headers or {}).items():
+            for existing in [k for k in headers if k.lower() == name.lower()]:
+                del headers[existing]
+            headers[name] = value
         body = render_body(template, variables)
         if template.json is not None:
             headers.setdefault("Content-Type", "application/json")
@@ -168,12 +179,40 @@ class HttpClient:
             return Outcome(None, None, latency, 0, error=f"{type(exc).__name__}: {exc}"[:200])
 
 
-async def send_raw(
-    host: str, port: int, template: RequestTemplate, variables: Mapping[str, str], source: str
-) -> Outcome:
-    """Write the raw bytes on a new connection and parse the one response that comes back."""
+def raw_request_line(template: RequestTemplate, variables: Mapping[str, str]) -> tuple[str, str]:
+    """The method and request target of a raw request ("" for what is not there)."""
     assert template.raw is not None
-    payload = substitute(template.raw, variables).encode("latin-1")
+    line = substitute(template.raw, variables).split("\n", 1)[0].rstrip("\r")
+    method, _, rest = line.partition(" ")
+    return method, rest.rpartition(" ")[0] or rest
+
+
+async def send_raw(
+    host: str,
+    port: int,
+    template: RequestTemplate,
+    variables: Mapping[str, str],
+    source: str,
+    extra_headers: Mapping[str, str] | None = None,
+    extra_query: str | None = None,
+) -> Outcome:
+    """Write the raw bytes on a new connection and parse the one response that comes back.
+
+    ``extra_headers`` go right after the request line, ``extra_query`` on its target;
+    everything else is sent exactly as written.
+    """
+    assert template.raw is not None
+    text = substitute(template.raw, variables)
+    if extra_headers or extra_query:
+        line, sep, rest = text.partition("\r\n")
+        if extra_query:
+            method, _, target = line.partition(" ")
+            target, _, version = target.rpartition(" ")
+            target += ("&" if "?" in target else "?") + extra_query
+            line = f"{method} {target} {version}"
+        added = "".join(f"{name}: {value}\r\n" for name, value in (extra_headers or {}).items())
+        text = line + sep + added + rest
+    payload = text.encode("latin-1")
     started = time.perf_counter()
     writer: asyncio.StreamWriter | None = None
     try:

@@ -10,7 +10,14 @@ Endpoints (paths relative to the issuer URL):
 - ``POST /revoke`` (RFC 7009): a client revokes its own tokens;
 - ``POST /admin/rotate`` (sandbox mode only, loopback callers only): a test hook that makes
   new current keys (``alg`` query parameter: one algorithm, default all) and keeps the
-  previous ones published for the grace period. Not part of any standard.
+  previous ones published for the grace period. Not part of any standard;
+- ``POST /admin/mint`` (sandbox mode only, loopback callers only): a test hook that signs
+  an access token with claims the caller chooses, e.g. one that expired a minute ago
+  (``exp_in: -60``), which no grant would ever issue. The demo uses it for its
+  expired-token attack. Not part of any standard either; see ``_mint``.
+
+In sandbox mode the metadata names both hooks in the non-standard members
+``sandbox_mint_endpoint`` and ``sandbox_rotate_endpoint``.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ from typing import Any
 from aiohttp import web
 
 from finward.auth.dpop import DEFAULT_DPOP_ALGORITHMS
+from finward.auth.mtls import X5T_S256
 from finward.sandbox.authserver.clients import AUTH_METHODS, CLIENT_SECRET_BASIC, SCOPES
 from finward.sandbox.authserver.grants import (
     AUTHORIZE_PATH,
+    PSU_ID,
     TOKEN_PATH,
     handle_authorize,
     handle_token,
@@ -38,15 +47,25 @@ from finward.sandbox.authserver.protocol import (
     OAuthError,
     authenticate_client,
     client_certificate,
+    parse_scope,
     read_form,
 )
 from finward.sandbox.authserver.state import AuthServer, StoreFullError
-from finward.sandbox.authserver.tokens import read_own_token
+from finward.sandbox.authserver.tokens import (
+    access_token_claims,
+    read_own_token,
+    sign_access_token,
+)
 
 JWKS_PATH = "/jwks"
 INTROSPECT_PATH = "/introspect"
 REVOKE_PATH = "/revoke"
 ROTATE_PATH = "/admin/rotate"
+MINT_PATH = "/admin/mint"
+# /admin/mint: how far from now a minted token may expire (either way).
+MAX_MINT_EXP_S = 86_400
+_MINT_FIELDS = frozenset({"client_id", "sub", "scope", "exp_in", "cnf", "alg", "claims"})
+_MINT_CNF = frozenset({"jkt", X5T_S256})
 METADATA_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
 # Claims an introspection response repeats from the token (RFC 7662 §2.2).
 _INTROSPECTED_CLAIMS = ("scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti")
@@ -71,13 +90,14 @@ def create_app(server: AuthServer) -> web.Application:
     app.router.add_post(REVOKE_PATH, _revoke)
     if server.config.sandbox_mode:
         app.router.add_post(ROTATE_PATH, _rotate)
+        app.router.add_post(MINT_PATH, _mint)
     return app
 
 
 def metadata(server: AuthServer) -> dict[str, Any]:
     """RFC 8414 §2 authorization server metadata (plus RFC 8705 §3.3, RFC 9449 §5.1)."""
     config = server.config
-    return {
+    body: dict[str, Any] = {
         "issuer": config.issuer,
         "authorization_endpoint": config.endpoint(AUTHORIZE_PATH),
         "token_endpoint": config.endpoint(TOKEN_PATH),
@@ -98,6 +118,11 @@ def metadata(server: AuthServer) -> dict[str, Any]:
         "tls_client_certificate_bound_access_tokens": True,
         "authorization_response_iss_parameter_supported": True,
     }
+    if config.sandbox_mode:
+        # Non-standard members (RFC 8414 §2 allows extensions): where the test hooks are.
+        body["sandbox_mint_endpoint"] = config.endpoint(MINT_PATH)
+        body["sandbox_rotate_endpoint"] = config.endpoint(ROTATE_PATH)
+    return body
 
 
 @web.middleware
@@ -200,6 +225,93 @@ async def _rotate(request: web.Request) -> web.Response:
         "grace_s": server.keys.grace_s,
     }
     return web.json_response(body, headers=NO_STORE)
+
+
+async def _mint(request: web.Request) -> web.Response:
+    """Sandbox-only test hook: sign an access token with caller-chosen claims.
+
+    A JSON object: ``client_id`` (a registered client, required), ``sub`` (default: the
+    client), ``scope`` (checked against the registration; default: all of it),
+    ``exp_in`` (seconds from now, negative for an already expired token, then issued one
+    lifetime before it expired; default: the usual lifetime), ``cnf`` (``jkt`` and/or
+    ``x5t#S256``: the binding), ``alg`` (a key of this AS) and ``claims`` (merged last,
+    so they may override any claim). The token is signed with this AS's current key, so
+    only its claims can make a resource server refuse it. Nothing is recorded: the AS
+    does not know the token afterwards (introspection of a live one still works).
+    """
+    if not _is_loopback(request.remote):
+        raise OAuthError("access_denied", "minting is only allowed from loopback", 403)
+    server = request.app[AUTHSERVER_KEY]
+    body = await _json_object(request)
+    if set(body) - _MINT_FIELDS:
+        raise OAuthError("invalid_request", "unknown member in the mint request")
+    client = server.clients.get(body.get("client_id") or "")
+    if client is None:
+        raise OAuthError("invalid_request", "client_id is missing or unknown")
+    sub = body.get("sub", client.client_id)
+    if not isinstance(sub, str) or not PSU_ID.fullmatch(sub):
+        raise OAuthError("invalid_request", "sub is malformed")
+    scope = body.get("scope")
+    if scope is not None and not isinstance(scope, str):
+        raise OAuthError("invalid_scope", "scope must be a string")
+    exp_in = body.get("exp_in", server.config.token_lifetime_s)
+    if (
+        not isinstance(exp_in, int)
+        or isinstance(exp_in, bool)
+        or not -MAX_MINT_EXP_S <= exp_in <= MAX_MINT_EXP_S
+    ):
+        raise OAuthError("invalid_request", f"exp_in must be an integer within ±{MAX_MINT_EXP_S}")
+    cnf = body.get("cnf")
+    if cnf is not None and not (
+        isinstance(cnf, dict)
+        and set(cnf) <= _MINT_CNF
+        and all(isinstance(v, str) and 0 < len(v) <= 128 for v in cnf.values())
+    ):
+        raise OAuthError("invalid_request", "cnf may only hold jkt and x5t#S256 strings")
+    alg = body.get("alg", server.config.default_alg)
+    if alg not in server.keys.algorithms:
+        raise OAuthError("invalid_request", "the AS has no signing key for this alg")
+    extra = body.get("claims")
+    if extra is not None and not isinstance(extra, dict):
+        raise OAuthError("invalid_request", "claims must be an object")
+    # A token that expired a minute ago was issued one lifetime before that: iat and nbf
+    # stay consistent with exp, so expiry is the only thing wrong with it.
+    lifetime = server.config.token_lifetime_s
+    issued = server.clock.now() + (exp_in - lifetime if exp_in < 0 else 0)
+    claims = access_token_claims(
+        issuer=server.config.issuer,
+        audience=server.config.audience,
+        client_id=client.client_id,
+        sub=sub,
+        scope=parse_scope(scope, client),
+        now=issued,
+        exp_in=lifetime if exp_in < 0 else exp_in,
+        cnf=cnf or None,
+        extra_claims=extra,
+    )
+    token = sign_access_token(server.keys, claims, alg)
+    is_dpop = isinstance(claims.get("cnf"), dict) and "jkt" in claims["cnf"]
+    body = {
+        "access_token": token,
+        "token_type": "DPoP" if is_dpop else "Bearer",
+        "claims": claims,
+    }
+    return web.json_response(body, headers=NO_STORE)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise OAuthError("invalid_request", "the body must be application/json")
+    try:
+        # The application's client_max_size is MAX_FORM_BYTES: aiohttp stops reading there.
+        body = await request.json()
+    except web.HTTPRequestEntityTooLarge:
+        raise OAuthError("invalid_request", "the request body is too large", 413) from None
+    except ValueError:
+        raise OAuthError("invalid_request", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise OAuthError("invalid_request", "the body must be a JSON object")
+    return body
 
 
 def _is_loopback(remote: str | None) -> bool:

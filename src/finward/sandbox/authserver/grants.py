@@ -43,7 +43,7 @@ AUTHORIZE_PATH = "/authorize"
 _CODE_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 _CODE_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 # Same shape the sandbox bank accepts in X-Finward-PSU-ID (finward.sandbox.tpp).
-_PSU_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+PSU_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _CONSENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # RFC 6749 §10.10: codes must be unguessable; 256 random bits.
 CODE_BYTES = 32
@@ -89,7 +89,7 @@ def _grant_from_query(
         raise OAuthError("invalid_request", "PKCE with code_challenge_method S256 is required")
     psu = query.get("psu", "")
     known = server.config.known_psus
-    if not _PSU_ID.fullmatch(psu) or (known is not None and psu not in known):
+    if not PSU_ID.fullmatch(psu) or (known is not None and psu not in known):
         # The simulated PSU did not log in: the user-agent flow ends in a refusal.
         raise OAuthError("access_denied", "the PSU is missing or unknown")
     consent_id = query.get("consent_id") or None

@@ -41,7 +41,8 @@ class StoreFullError(Exception):
 @dataclass(frozen=True, slots=True)
 class AuthServerConfig:
     """What one AS instance issues. ``sandbox_mode`` enables the test-only knobs:
-    the ``alg`` and ``token_format`` form parameters and ``POST /admin/rotate``."""
+    the ``alg`` and ``token_format`` form parameters, ``POST /admin/rotate`` and
+    ``POST /admin/mint``."""
 
     issuer: str
     audience: str = DEFAULT_AUDIENCE
