@@ -36,8 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import authkit
+from authkit import AuthKit
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -45,25 +49,75 @@ RESULTS = BENCH / "results"
 DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Proxy throughput and latency"
 LOAD_CORE, PROXY_CORE = "0", "1"
-CONTENDERS = ("direct", "nginx", "finward")
-CONTENDER_PROCESS = {"direct": "nginx-upstream", "nginx": "nginx-proxy", "finward": "finward"}
-LATENCY_CONTENDERS = ("direct", "nginx", "finward")
+CONTENDERS = ("direct", "nginx", "finward", "finward-mtls", "finward-dpop")
+BASE_CONTENDERS = ("direct", "nginx", "finward")  # results files from before auth
+AUTH_CONTENDERS = ("finward-mtls", "finward-dpop")
+CONTENDER_PROCESS = {
+    "direct": "nginx-upstream",
+    "nginx": "nginx-proxy",
+    "finward": "finward",
+    "finward-mtls": "finward-mtls",
+    "finward-dpop": "finward-dpop",
+}
+# Issue item 11: req/s of each authenticated contender relative to passthrough finward.
+AUTH_TARGETS = {"finward-mtls": 0.85, "finward-dpop": 0.50}
+AUTH_TARGET_TEXT = {
+    "finward-mtls": "JWT + mTLS binding (verified-token cache) costs ≤ 15% of passthrough",
+    "finward-dpop": "JWT + DPoP (one proof verification per request) ≥ 0.5x passthrough",
+}
+PROOF_MARGIN = 3.0  # DPoP proofs made per expected request
+PROOF_GUESS_RPS = 4000.0  # expected finward-dpop req/s before anything was measured
 REQUEST_PATH = "/v1/accounts/DE89370400440532013000"
 READY = re.compile(r"finward listening on http://127\.0\.0\.1:(\d+)\b.*\(pid (\d+)\)")
 WRK_MARK = "FINWARD_BENCH "
 IDLE_THRESHOLD = 0.85  # a round starts when the machine is at least this idle (or gave up)
 DRAIN_S = 10.0  # the latency generator waits this long past its schedule for late answers
 # wrk's `done` hook: one JSON line with the figures we need (latencies in microseconds).
+# `setup` keeps the threads so that `done` can read how many DPoP proofs each one used.
 WRK_LUA = """
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
 done = function(summary, latency, requests)
   local e = summary.errors
+  local used, loaded = 0, 0
+  for _, t in ipairs(threads) do
+    used = used + (t:get("proofs_used") or 0)
+    loaded = loaded + (t:get("proofs_loaded") or 0)
+  end
   io.write(string.format(
     'FINWARD_BENCH {"requests":%d,"duration_us":%d,"bytes":%d,"p50_us":%.1f,"p90_us":%.1f,'
     .. '"p99_us":%.1f,"p999_us":%.1f,"max_us":%.1f,"mean_us":%.1f,"err_connect":%d,'
-    .. '"err_read":%d,"err_write":%d,"err_status":%d,"err_timeout":%d}\\n',
+    .. '"err_read":%d,"err_write":%d,"err_status":%d,"err_timeout":%d,'
+    .. '"proofs_used":%d,"proofs_loaded":%d}\\n',
     summary.requests, summary.duration, summary.bytes, latency:percentile(50),
     latency:percentile(90), latency:percentile(99), latency:percentile(99.9), latency.max,
-    latency.mean, e.connect, e.read, e.write, e.status, e.timeout))
+    latency.mean, e.connect, e.read, e.write, e.status, e.timeout, used, loaded))
+end
+"""
+# finward-mtls: the same token and client certificate on every request (wrk's static
+# request), so finward's verified-token and parsed-certificate caches hit.
+WRK_STATIC_HEADERS_LUA = """
+wrk.headers[%s] = %s
+"""
+# finward-dpop: every request carries the next never-used proof from the file given
+# after `--`; when they run out, requests go without one (and are refused: non-2xx).
+WRK_DPOP_LUA = """
+proofs_used, proofs_loaded = 0, 0
+local proofs = {}
+local authorization = %s
+init = function(args)
+  for line in io.lines(args[1]) do
+    proofs_loaded = proofs_loaded + 1
+    proofs[proofs_loaded] = line
+  end
+end
+request = function()
+  local headers = {Authorization = authorization}
+  if proofs_used < proofs_loaded then
+    proofs_used = proofs_used + 1
+    headers["DPoP"] = proofs[proofs_used]
+  end
+  return wrk.format(nil, nil, headers)
 end
 """
 
@@ -192,17 +246,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
+def wait_until_ready(
+    proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float, expect: int = 200
+) -> None:
+    """Wait until `url` answers with status `expect` (401 for an authenticated API)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{url}: process exited ({proc.returncode}):\n{_tail(log)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
+        status, _ = http_get(url, {}, timeout=2)
+        if status == expect:
+            return
+        time.sleep(0.1)
     raise RuntimeError(f"{url} not ready after {timeout:.0f}s:\n{_tail(log)}")
 
 
@@ -230,11 +285,54 @@ def start_nginx(procs: Processes, template: str, run_dir: Path, cpu: str, **valu
     return port
 
 
-def start_finward(procs: Processes, run_dir: Path, upstream_port: int, cpu: str) -> tuple[int, int]:
+def http_get(url: str, headers: dict[str, str], timeout: float = 5) -> tuple[int, bytes]:
+    """GET `url`; (status, body), also for 4xx/5xx; (0, b"") when nothing answered."""
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        ) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def finward_auth_yaml(name: str, kit: AuthKit, upstream_port: int) -> tuple[str, str]:
+    """(top-level YAML, the API's `auth:` mapping) for an authenticated contender."""
+    method = "mtls" if name == "finward-mtls" else "dpop"
+    top = (
+        "auth:\n"
+        "  issuers:\n"
+        f"    - issuer: {json.dumps(authkit.ISSUER)}\n"
+        f'      jwks_uri: "http://127.0.0.1:{upstream_port}/jwks"\n'
+        "      allow_insecure_loopback: true\n"
+        f"  audiences: [{json.dumps(authkit.AUDIENCE)}]\n"
+        f"  public_base_url: {json.dumps(authkit.PUBLIC_BASE_URL)}\n"
+    )
+    if method == "mtls":
+        top += (
+            "proxy:\n"
+            "  trusted_proxies: [127.0.0.1/32]\n"
+            f"  client_cert_header: {authkit.CERT_HEADER}\n"
+            f"  client_cert_ca: {json.dumps(str(kit.ca_path))}\n"
+        )
+    return top, f"{{sender_constraint: required, sender_method: {method}}}"
+
+
+def start_finward(
+    procs: Processes,
+    run_dir: Path,
+    upstream_port: int,
+    cpu: str,
+    name: str = "finward",
+    kit: AuthKit | None = None,
+) -> tuple[int, int]:
     """Start `finward serve --workers 1`; return its port and the Python process's pid."""
-    prefix = run_dir / "finward"
+    prefix = run_dir / name
     prefix.mkdir()
     config = prefix / "finward.yaml"
+    top, api_auth = ("", "") if kit is None else finward_auth_yaml(name, kit, upstream_port)
     config.write_text(
         "version: 1\n"
         "listen: {host: 127.0.0.1, port: 0}\n"
@@ -245,38 +343,68 @@ def start_finward(procs: Processes, run_dir: Path, upstream_port: int, cpu: str)
         "  - name: bench\n"
         f"    spec: {json.dumps(str(BENCH / 'bench-api.yaml'))}\n"
         "    upstream: bank\n"
-        f"logging: {{access_log: {json.dumps(str(prefix / 'access.log'))}, level: warning}}\n"
+        + (f"    auth: {api_auth}\n" if api_auth else "")
+        + top
+        + f"logging: {{access_log: {json.dumps(str(prefix / 'access.log'))}, level: warning}}\n"
     )
     log = prefix / "stderr.log"
     finward = Path(sys.executable).with_name("finward")
-    proc = procs.start("finward", [str(finward), "serve", "-c", str(config), "-w", "1"], cpu, log)
+    proc = procs.start(name, [str(finward), "serve", "-c", str(config), "-w", "1"], cpu, log)
+    expect = 200 if kit is None else 401  # no credentials: refused
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = READY.search(log.read_text(errors="replace"))
         if found:
             port = int(found.group(1))
-            wait_until_ready(proc, f"http://127.0.0.1:{port}{REQUEST_PATH}", log, timeout=15)
+            url = f"http://127.0.0.1:{port}{REQUEST_PATH}"
+            wait_until_ready(proc, url, log, timeout=15, expect=expect)
             return port, int(found.group(2))
         if proc.poll() is not None:
-            raise RuntimeError(f"finward exited ({proc.returncode}):\n{_tail(log)}")
+            raise RuntimeError(f"{name} exited ({proc.returncode}):\n{_tail(log)}")
         time.sleep(0.1)
-    raise RuntimeError(f"finward not ready after 60s:\n{_tail(log)}")
+    raise RuntimeError(f"{name} not ready after 60s:\n{_tail(log)}")
 
 
-def check_contender(name: str, port: int, body: bytes) -> None:
+def check_contender(name: str, port: int, body: bytes, kit: AuthKit | None = None) -> None:
+    """The contender answers the upstream body; an authenticated one only with credentials."""
     url = f"http://127.0.0.1:{port}{REQUEST_PATH}"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        got = resp.read()
-    if got != body:
-        raise RuntimeError(f"{name}: {url} answered {len(got)} bytes, not the upstream body")
+
+    def expect(what: str, headers: dict[str, str], status: int) -> None:
+        got, content = http_get(url, headers)
+        if got != status or (status == 200 and content != body):
+            detail = content[:300].decode(errors="replace")
+            raise RuntimeError(f"{name}: {what}: answered {got}, not {status}: {detail}")
+
+    if name not in AUTH_CONTENDERS:
+        expect("plain GET", {}, 200)
+        return
+    assert kit is not None
+    expect("no credentials", {}, 401)
+    if name == "finward-mtls":
+        headers = kit.mtls_headers()
+        expect("token and its certificate", headers, 200)
+        expect("token and its certificate, again (cached)", headers, 200)
+        expect("token without the certificate", {"Authorization": headers["Authorization"]}, 401)
+        expect("certificate without the token", {authkit.CERT_HEADER: kit.cert_header}, 401)
+        return
+    headers = kit.dpop_headers()
+    proof = kit.proof(REQUEST_PATH)
+    expect("token and a fresh proof", {**headers, "DPoP": proof}, 200)
+    expect("token and the same proof again (replay)", {**headers, "DPoP": proof}, 401)
+    expect("token without a proof", headers, 401)
+    expect("token and another fresh proof", {**headers, "DPoP": kit.proof(REQUEST_PATH)}, 200)
 
 
 # -- load -------------------------------------------------------------------------------
 
 
-def run_wrk(port: int, seconds: float, lua: Path, connections: int) -> dict[str, float]:
+def run_wrk(
+    port: int, seconds: float, lua: Path, connections: int, script_args: tuple[str, ...] = ()
+) -> dict[str, float]:
     argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s"]
     argv += ["--timeout", "5s", "-s", str(lua), f"http://127.0.0.1:{port}{REQUEST_PATH}"]
+    if script_args:
+        argv += ["--", *script_args]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=True)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith(WRK_MARK)), None)
     if line is None:
@@ -293,14 +421,110 @@ def run_wrk(port: int, seconds: float, lua: Path, connections: int) -> dict[str,
         "requests": raw["requests"],
         "bytes_per_response": raw["bytes"] / max(1, raw["requests"]),
         "errors": errors,
+        "non_2xx": raw["err_status"],  # wrk counts status >= 400 here
+        "proofs_used": raw["proofs_used"],
+        "proofs_loaded": raw["proofs_loaded"],
     }
 
 
-def run_loadgen(port: int, rate: int, seconds: float, connections: int) -> dict[str, float]:
+class WrkScripts:
+    """The wrk script for each contender; fresh DPoP proof files for finward-dpop."""
+
+    def __init__(self, run_dir: Path, kit: AuthKit | None) -> None:
+        self.run_dir, self.kit = run_dir, kit
+        self.plain = run_dir / "report.lua"
+        self.plain.write_text(WRK_LUA)
+        self.lua = {name: self.plain for name in BASE_CONTENDERS}
+        if kit is not None:
+            mtls = run_dir / "mtls.lua"
+            mtls.write_text(
+                "".join(
+                    WRK_STATIC_HEADERS_LUA % (json.dumps(k), json.dumps(v))
+                    for k, v in kit.mtls_headers().items()
+                )
+                + WRK_LUA
+            )
+            dpop = run_dir / "dpop.lua"
+            dpop.write_text(
+                WRK_DPOP_LUA % json.dumps(kit.dpop_headers()["Authorization"]) + WRK_LUA
+            )
+            self.lua |= {"finward-mtls": mtls, "finward-dpop": dpop}
+        self.batch = 0
+
+    def proofs(self, seconds: float, expected_rps: float) -> tuple[Path, int, float]:
+        """A new file of never-used proofs for `seconds` at `expected_rps`; (path, count, s)."""
+        assert self.kit is not None
+        self.batch += 1
+        count = math.ceil(PROOF_MARGIN * expected_rps * seconds) + 500
+        path = self.run_dir / f"proofs-{self.batch}.txt"
+        for old in self.run_dir.glob("proofs-*.txt"):
+            old.unlink()  # each file is used once; they add up to hundreds of MB
+        return path, count, self.kit.write_proofs(path, count, REQUEST_PATH)
+
+
+def measure(
+    name: str,
+    port: int,
+    scripts: WrkScripts,
+    warmup: float,
+    seconds: float,
+    connections: int,
+    expected_rps: float,
+    cpu_group: int | None = None,
+    measured_rps: float = 0.0,
+) -> dict[str, float]:
+    """A warmup and a measured wrk run; for finward-dpop each gets its own fresh proofs.
+
+    finward-dpop's warmup proofs are sized from `expected_rps`, the measured run's from
+    the larger of the rate the warmup reached and `measured_rps` (an earlier round's).
+    """
+    lua = scripts.lua[name]
+    made: dict[str, float] = {}
+    if name == "finward-dpop":
+        path, count, took = scripts.proofs(warmup, expected_rps)
+        warm = run_wrk(port, warmup, lua, connections, (str(path),))
+        # Made after the warmup, so the oldest proof is `seconds` old at the end at most.
+        path, count, took = scripts.proofs(seconds, max(warm["rps"], measured_rps))
+        made = {"proofs_made": count, "proof_gen_s": took}
+        args: tuple[str, ...] = (str(path),)
+    else:
+        run_wrk(port, warmup, lua, connections)
+        args = ()
+    cpu = 0.0 if cpu_group is None else group_cpu_seconds(cpu_group)
+    r = run_wrk(port, seconds, lua, connections, args)
+    if cpu_group is not None:
+        r["server_cpu"] = (group_cpu_seconds(cpu_group) - cpu) / seconds
+        r["rps_per_core"] = r["rps"] / max(r["server_cpu"], 0.01)
+    r |= made
+    if name == "finward-dpop" and r["proofs_used"] >= r["proofs_loaded"]:
+        r["proofs_exhausted"] = 1
+    return r
+
+
+def run_loadgen(
+    port: int, rate: int, seconds: float, connections: int, credentials: Path | None = None
+) -> dict[str, float]:
     argv = ["taskset", "-c", LOAD_CORE, sys.executable, __file__, "_loadgen", str(port)]
     argv += [str(rate), f"{seconds:g}", str(connections)]
+    if credentials is not None:
+        argv.append(str(credentials))
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def loadgen_credentials(name: str, kit: AuthKit | None, run_dir: Path, total: int) -> Path | None:
+    """A JSON file telling the latency generator which headers (and proofs) to send."""
+    if name not in AUTH_CONTENDERS:
+        return None
+    assert kit is not None
+    spec: dict[str, object] = {"headers": kit.mtls_headers(), "proofs": None}
+    if name == "finward-dpop":
+        proofs = run_dir / "latency-proofs.txt"
+        kit.write_proofs(proofs, total + 1000, REQUEST_PATH)
+        spec = {"headers": kit.dpop_headers(), "proofs": str(proofs)}
+    path = run_dir / f"latency-{name}.json"
+    path.write_text(json.dumps(spec))
+    return path
 
 
 async def _read_response(reader: asyncio.StreamReader) -> int:
@@ -319,9 +543,30 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def open_loop(port: int, rate: int, seconds: float, connections: int) -> dict[str, float]:
-    """Send `rate` req/s for `seconds` over keep-alive connections; never wait for answers."""
-    request = f"GET {REQUEST_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+async def open_loop(
+    port: int, rate: int, seconds: float, connections: int, credentials: dict | None = None
+) -> dict[str, float]:
+    """Send `rate` req/s for `seconds` over keep-alive connections; never wait for answers.
+
+    `credentials`: {"headers": {...}} sent with every request and, with "proofs" (a file,
+    one DPoP proof a line), a never-used proof in each request's `DPoP` header.
+    """
+    head = f"GET {REQUEST_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    for key, value in ((credentials or {}).get("headers") or {}).items():
+        head += f"{key}: {value}\r\n"
+    request = (head + "\r\n").encode()
+    proofs: list[bytes] = []
+    if credentials and credentials.get("proofs"):
+        proofs = Path(credentials["proofs"]).read_bytes().split()
+    next_proof = 0
+
+    def next_request() -> bytes:
+        nonlocal next_proof
+        if not proofs or next_proof >= len(proofs):
+            return request  # no proofs, or none left (then refused: counted as an error)
+        next_proof += 1
+        return head.encode() + b"DPoP: " + proofs[next_proof - 1] + b"\r\n\r\n"
+
     queue: asyncio.Queue[float | None] = asyncio.Queue()
     corrected: list[float] = []  # from the scheduled send time
     service: list[float] = []  # from the moment the request was written
@@ -339,7 +584,7 @@ async def open_loop(port: int, rate: int, seconds: float, connections: int) -> d
                 unanswered += 1
                 continue
             try:
-                writer.write(request)
+                writer.write(next_request())
                 status = await asyncio.wait_for(_read_response(reader), timeout=5)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
                 failures += 1
@@ -388,31 +633,43 @@ def _percentiles(prefix: str, seconds: list[float]) -> dict[str, float]:
 
 def loadgen_main(args: list[str]) -> None:
     port, rate, seconds, connections = int(args[0]), int(args[1]), float(args[2]), int(args[3])
+    credentials = json.loads(Path(args[4]).read_text()) if len(args) > 4 else None
     try:
         import uvloop
 
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    print(json.dumps(runner(open_loop(port, rate, seconds, connections))))
+    print(json.dumps(runner(open_loop(port, rate, seconds, connections, credentials))))
 
 
 # -- profile (optional; needs py-spy, which is not a project dependency) -----------------
 
 
-def profile_finward(pid: int, port: int, seconds: float, lua: Path, run_dir: Path) -> list[str]:
-    """Sample finward with py-spy while wrk loads it; summarise where the busy time goes."""
+def profile_finward(
+    pid: int,
+    port: int,
+    seconds: float,
+    run_dir: Path,
+    scripts: WrkScripts,
+    name: str = "finward",
+    expected_rps: float = PROOF_GUESS_RPS,
+) -> list[str]:
+    """Sample a finward contender with py-spy under wrk load; summarise where time goes."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
         return ["py-spy not found: `.venv/bin/pip install py-spy` to profile"]
-    raw = run_dir / "finward-profile.txt"
+    raw = run_dir / f"{name}-profile.txt"
+    args: tuple[str, ...] = ()
+    if name == "finward-dpop":  # made before py-spy starts: not in the samples
+        args = (str(scripts.proofs(seconds, expected_rps)[0]),)
     argv = ["taskset", "-c", LOAD_CORE, spy, "record", "--pid", str(pid), "--format", "raw"]
     argv += ["--function", "--rate", "250", "--nonblocking", "-o", str(raw)]
     argv += ["--duration", f"{seconds + 1:g}"]
     spy_proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
-        wrk = run_wrk(port, seconds, lua, 32)
+        wrk = run_wrk(port, seconds, scripts.lua[name], 32, args)
         spy_proc.wait(timeout=seconds + 30)
     finally:
         if spy_proc.poll() is None:
@@ -430,7 +687,10 @@ def profile_finward(pid: int, port: int, seconds: float, lua: Path, run_dir: Pat
         by_package[package] = by_package.get(package, 0) + count
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + count
-    report = [f"py-spy: {total} busy samples while wrk ran at {wrk['rps']:,.0f} req/s"]
+    report = [
+        f"py-spy on {name}: {total} busy samples while wrk ran at {wrk['rps']:,.0f} req/s"
+        + (f" ({wrk['non_2xx']:.0f} non-2xx)" if wrk["non_2xx"] else "")
+    ]
     report.append("self time by package (leaf frame):")
     report += _top(by_package, total, 8)
     report.append("self time by function:")
@@ -511,49 +771,118 @@ def paired_median(rounds: list[dict[str, dict[str, float]]], a: str, b: str, key
     return statistics.median(r[a][key] - r[b][key] for r in rounds)
 
 
+def _names(result: dict) -> tuple[str, ...]:
+    """The contenders a result measured (files from before --contenders: the first three)."""
+    return tuple(result["config"].get("contenders", BASE_CONTENDERS))
+
+
 def throughput_table(result: dict) -> list[str]:
     t = result["throughput"]
     med, ratio, per_core = t["median"], t["ratio_to_nginx"], t["per_core_ratio_to_nginx"]
     lines = [
         "| contender | req/s | p50 ms | p99 ms | ratio to nginx | server CPU "
-        "| req/s per server core | per-core ratio to nginx |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| req/s per server core | per-core ratio to nginx | non-2xx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in CONTENDERS:
+    for name in _names(result):
         m = med[name]
+        r, pc = ratio.get(name), per_core.get(name)
         lines.append(
             f"| {name} | {m['rps']:,.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
-            f"| {ratio[name]:.3f}x | {m['server_cpu']:.0%} | {m['rps_per_core']:,.0f} "
-            f"| {per_core[name]:.3f}x |"
+            f"| {'—' if r is None else f'{r:.3f}x'} | {m['server_cpu']:.0%} "
+            f"| {m['rps_per_core']:,.0f} | {'—' if pc is None else f'{pc:.3f}x'} "
+            f"| {_non_2xx(result, name)} |"
+        )
+    return lines
+
+
+def _non_2xx(result: dict, name: str) -> str:
+    """Total non-2xx responses (and other errors) over every round's measured run."""
+    rounds = result["throughput"]["rounds"]
+    non = sum(r[name].get("non_2xx", 0) for r in rounds)
+    other = sum(r[name]["errors"] for r in rounds) - non
+    return f"{non:,.0f}" + (f" (+{other:,.0f} socket errors)" if other else "")
+
+
+def _verdict(result: dict, name: str, ratio: float) -> str:
+    """met / missed; a contender with refused requests has no valid figure."""
+    if _non_2xx(result, name) != "0":
+        return "**not valid** (non-2xx responses; see flagged runs)"
+    return "met" if ratio >= AUTH_TARGETS[name] else "**missed**"
+
+
+def auth_table(result: dict) -> list[str]:
+    """Authenticated contenders against passthrough finward, paired per round."""
+    t = result["throughput"]
+    names = [n for n in AUTH_CONTENDERS if n in t.get("ratio_to_passthrough", {})]
+    if not names:
+        return []
+    lines = [
+        "| contender | req/s | passthrough req/s | ratio to passthrough | per-core ratio "
+        "| target | non-2xx | DPoP proofs made / used per run |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for name in names:
+        ratio = t["ratio_to_passthrough"][name]
+        per_core = t["per_core_ratio_to_passthrough"][name]
+        target = AUTH_TARGETS[name]
+        verdict = _verdict(result, name, ratio)
+        rounds = t["rounds"]
+        proofs = "—"
+        if name == "finward-dpop":
+            made = statistics.median(r[name].get("proofs_made", 0) for r in rounds)
+            used = statistics.median(r[name].get("proofs_used", 0) for r in rounds)
+            proofs = f"{made:,.0f} / {used:,.0f}"
+        lines.append(
+            f"| {name} | {t['median'][name]['rps']:,.0f} | {t['median']['finward']['rps']:,.0f} "
+            f"| **{ratio:.3f}x** | {per_core:.3f}x | ≥ {target:.2f}x: {verdict} "
+            f"| {_non_2xx(result, name)} | {proofs} |"
         )
     return lines
 
 
 def latency_table(result: dict) -> list[str]:
     lat = result["latency"]
+    diffs = lat.get("p99_diff_to_direct", {})
     lines = [
-        "| contender | p50 ms | p99 ms | max ms | service p50 ms | service p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| contender | p50 ms | p99 ms | max ms | service p50 ms | service p99 ms "
+        "| p99 - direct p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in LATENCY_CONTENDERS:
+    for name in _names(result):
+        if name not in lat["median"]:
+            continue
         m = lat["median"][name]
+        diff = diffs.get(name)
         lines.append(
             f"| {name} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['max_ms']:.2f} "
-            f"| {m['service_p50_ms']:.2f} | {m['service_p99_ms']:.2f} | {m['errors']:.0f} |"
+            f"| {m['service_p50_ms']:.2f} | {m['service_p99_ms']:.2f} "
+            f"| {'—' if diff is None or name == 'direct' else f'{diff:+.2f}'} "
+            f"| {m['errors']:.0f} |"
         )
     return lines
 
 
 def targets(result: dict) -> list[str]:
     t = result["throughput"]
-    ratio, per_core = t["ratio_to_nginx"]["finward"], t["per_core_ratio_to_nginx"]["finward"]
-    lines = [
-        f"- finward 1 worker ≥ 0.10x nginx req/s: **{ratio:.3f}x** — "
-        + ("met" if ratio >= 0.10 else "**missed**")
-        + f" (per server core: {per_core:.3f}x)",
-    ]
-    if "latency" in result:
-        lat = result["latency"]
+    lines = []
+    if "finward" in t["ratio_to_nginx"]:
+        ratio, per_core = t["ratio_to_nginx"]["finward"], t["per_core_ratio_to_nginx"]["finward"]
+        lines.append(
+            f"- finward 1 worker ≥ 0.10x nginx req/s: **{ratio:.3f}x** — "
+            + ("met" if ratio >= 0.10 else "**missed**")
+            + f" (per server core: {per_core:.3f}x)"
+        )
+    for name, ratio in t.get("ratio_to_passthrough", {}).items():
+        target = AUTH_TARGETS[name]
+        per_core = t["per_core_ratio_to_passthrough"][name]
+        lines.append(
+            f"- {AUTH_TARGET_TEXT[name]}: **{ratio:.3f}x** passthrough req/s (≥ {target:.2f}x) — "
+            + _verdict(result, name, ratio)
+            + f" (per server core: {per_core:.3f}x)"
+        )
+    lat = result.get("latency")
+    if lat is not None and lat.get("p99_diff_ms") is not None:
         diff, nginx = lat["p99_diff_ms"], lat.get("nginx_p99_diff_ms")
         lines.append(
             f"- finward p99 ≤ direct p99 + 2 ms at {lat['rate']:,} req/s: **{diff:+.2f} ms** — "
@@ -565,7 +894,63 @@ def targets(result: dict) -> list[str]:
 
 def render_section(result: dict) -> str:
     m, cfg = result["machine"], result["config"]
-    rounds = " / ".join(f"{r['finward']['rps']:,.0f}" for r in result["throughput"]["rounds"])
+    names = _names(result)
+    t = result["throughput"]
+    per_round = "; ".join(
+        f"{name} " + " / ".join(f"{r[name]['rps']:,.0f}" for r in t["rounds"])
+        for name in names
+        if name.startswith("finward")
+    )
+    auth = [n for n in names if n in AUTH_CONTENDERS]
+    auth_lines: list[str] = []
+    if auth:
+        auth_lines = [
+            "Authentication cost (issue item 11): each authenticated contender against "
+            "passthrough finward from the same round; the ratio is the median of the "
+            "per-round ratios. *finward-mtls*: an ES256 access token bound to the client "
+            "certificate (`cnf.x5t#S256`), the certificate passed as a trusted terminator's "
+            "`X-SSL-Client-Cert` header; wrk sends the same token and certificate every "
+            "time, so finward's verified-token and parsed-certificate caches hit. "
+            "*finward-dpop*: a DPoP-bound ES256 token (`cnf.jkt`, the token itself is "
+            "cached) and on every request a fresh ES256 DPoP proof (its own `jti`, made "
+            "just before the run, never replayed) that finward must verify and record in "
+            "its replay cache. Proofs are made before each run (about "
+            f"{_proof_rate(result)} a second, not timed) for {PROOF_MARGIN:g}x the "
+            "requests expected; a run that used them all up, or had any non-2xx "
+            "response, is flagged below.",
+            "",
+            *auth_table(result),
+            "",
+        ]
+    lat_rate = cfg["latency_rate"]
+    finward_rps = t["median"].get("finward", {}).get("rps")
+    load_note: list[str] = []
+    if finward_rps is not None:
+        dpop_rps = t["median"].get("finward-dpop", {}).get("rps")
+        also = "" if dpop_rps is None else f" (finward-dpop: {lat_rate / dpop_rps:.0%} of its own)"
+        load_note = [
+            f"At {lat_rate:,} req/s finward runs at about {lat_rate / finward_rps:.0%} of "
+            f"the single-core throughput measured above{also}, so its tail includes queueing "
+            "behind other requests; nginx and the upstream run at a few per cent of theirs.",
+            "",
+        ]
+    latency: list[str] = []
+    if "latency" in result:
+        latency = [
+            f"Latency at a fixed {lat_rate:,} req/s (open-loop generator in "
+            f"`bench/run.py`, {cfg['latency_connections']} keep-alive connections, "
+            f"{cfg['latency_s']:g} s per contender, {cfg['rounds']} interleaved rounds; "
+            "the authenticated contenders send the same credentials as under wrk, "
+            "finward-dpop a fresh proof per request). "
+            "Latency counts from the scheduled send time (no coordinated omission); "
+            "*service* counts from the moment the request was written; *p99 - direct* is "
+            "the median of the per-round differences.",
+            "",
+            *latency_table(result),
+            "",
+            *load_note,
+        ]
+    flags = result.get("flags", [])
     return "\n".join(
         [
             SECTION,
@@ -578,37 +963,30 @@ def render_section(result: dict) -> str:
             f"{m['loadavg_at_start']}.",
             "",
             f"Throughput: `wrk -t1 -c{cfg['connections']} -d{cfg['duration_s']:g}s` per "
-            f"contender, {cfg['rounds']} interleaved rounds (direct, nginx, finward; "
+            f"contender, {cfg['rounds']} interleaved rounds ({', '.join(names)}; "
             f"{cfg['warmup_s']:g} s warmup before each), GET of a 1 KB JSON document. "
             "Medians over rounds; each ratio is the median of per-round ratios. *server CPU* "
             "is the CPU time of the contender's own processes (the upstream's, for *direct*) "
             "per second of load, read from /proc; *req/s per server core* divides req/s by "
-            "it, which moves less than raw req/s when the shared machine is busy.",
+            "it, which moves less than raw req/s when the shared machine is busy. *non-2xx* "
+            "adds up every round's measured run.",
             "",
             *throughput_table(result),
             "",
-            f"finward req/s per round: {rounds}. {_busy_note(result)}",
+            f"req/s per round: {per_round}. {_busy_note(result)}",
             "",
-            f"Latency at a fixed {cfg['latency_rate']:,} req/s (open-loop generator in "
-            f"`bench/run.py`, {cfg['latency_connections']} keep-alive connections, "
-            f"{cfg['latency_s']:g} s per contender, {cfg['rounds']} interleaved rounds). "
-            "Latency counts from the scheduled send time (no coordinated omission); "
-            "*service* counts from the moment the request was written.",
-            "",
-            *latency_table(result),
-            "",
-            f"At {cfg['latency_rate']:,} req/s finward runs at about "
-            f"{cfg['latency_rate'] / result['throughput']['median']['finward']['rps']:.0%} of "
-            "the single-core throughput measured above, so its tail includes queueing behind "
-            "other requests; nginx and the upstream run at a few per cent of theirs.",
-            "",
+            *auth_lines,
+            *latency,
             *targets(result),
             "",
-            "Set-up: the upstream is one nginx worker answering from memory (`return 200`). "
+            *(["Flagged runs:", "", *(f"- {f}" for f in flags), ""] if flags else []),
+            "Set-up: the upstream is one nginx worker answering from memory (`return 200`); "
+            "it also serves the bench issuer's JWKS at `/jwks`. "
             "nginx is Debian's, one worker, plain `proxy_pass` with a keep-alive upstream pool "
             '(`proxy_http_version 1.1`, `Connection ""`), access log to a file. finward runs '
             "`finward serve --workers 1` with routing against `bench/bench-api.yaml`, request "
-            "ids and the JSON access log to a file. CPU placement (`taskset`): the proxy under "
+            "ids and the JSON access log to a file; each finward contender is its own "
+            "process. CPU placement (`taskset`): the proxy under "
             "test on core 1; wrk or the latency generator and the upstream on core 0, so "
             "*direct* shares one core between client and server.",
             "",
@@ -629,8 +1007,20 @@ def render_section(result: dict) -> str:
     )
 
 
+def _proof_rate(result: dict) -> str:
+    rounds = result["throughput"]["rounds"]
+    rates = [
+        r["finward-dpop"]["proofs_made"] / r["finward-dpop"]["proof_gen_s"]
+        for r in rounds
+        if r.get("finward-dpop", {}).get("proof_gen_s")
+    ]
+    return f"{round(statistics.median(rates), -3):,.0f}" if rates else "?"
+
+
 def _busy_note(result: dict) -> str:
     rounds = result["throughput"]["rounds"]
+    if "nginx" not in rounds[0]:
+        return ""
     starved = sum(1 for r in rounds if r["nginx"]["server_cpu"] < 0.9)
     if not starved:
         return "nginx used at least 90% of its core in every round."
@@ -646,7 +1036,8 @@ def _profile_lines(result: dict) -> list[str]:
         return []
     return [
         f"Where finward's CPU goes (`--profile {result['config'].get('profile_s', 8):g}`: "
-        "py-spy sampling the finward process under the same wrk load; percentages of busy "
+        f"py-spy sampling the {result['config'].get('profile_contender', 'finward')} "
+        "process under the same wrk load; percentages of busy "
         "samples, line numbers are where each function starts; `Runner.run` self time is the "
         "uvloop event loop and the socket system calls, which run in native code):",
         "",
@@ -677,6 +1068,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=8.0, help="seconds of wrk per measurement")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk before each")
     p.add_argument("--connections", type=int, default=32)
+    p.add_argument(
+        "--contenders",
+        type=_contender_list,
+        default=CONTENDERS,
+        help=f"comma-separated, in round order (default: all: {','.join(CONTENDERS)})",
+    )
     p.add_argument("--latency-rate", type=int, default=1000, help="req/s of the latency test")
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--latency-connections", type=int, default=32)
@@ -688,10 +1085,39 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="before each round, wait up to this many seconds for other work to stop",
     )
     p.add_argument("--profile", type=float, default=0, help="seconds of py-spy on finward")
+    p.add_argument(
+        "--profile-contender",
+        choices=[c for c in CONTENDERS if c.startswith("finward")],
+        default="finward",
+        help="which finward contender --profile samples",
+    )
     p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     p.add_argument("--keep-run-dir", action="store_true", help="keep configs and logs")
     p.add_argument("--docs-from", type=Path, help="only rewrite the docs from a results file")
     return p.parse_args(argv)
+
+
+def _contender_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in CONTENDERS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"want distinct names from {', '.join(CONTENDERS)}; got {text!r}"
+        )
+    return names
+
+
+def _flag(result: dict, where: str, r: dict[str, float]) -> None:
+    """Record a run whose figures include refused or failed requests."""
+    if not r["errors"] and not r.get("proofs_exhausted"):
+        return
+    note = (
+        f"{where}: {r.get('non_2xx', 0):,.0f} non-2xx, "
+        f"{r['errors'] - r.get('non_2xx', 0):,.0f} socket errors"
+        + (" (DPoP proofs ran out)" if r.get("proofs_exhausted") else "")
+    )
+    result.setdefault("flags", []).append(note)
+    print(f"  FLAGGED {note}", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -702,6 +1128,15 @@ def main(argv: list[str]) -> int:
         return 0
     if args.rounds < 1 or not (1 <= args.duration <= 60) or args.latency_seconds > 60:
         raise SystemExit("need --rounds ≥ 1, 1 ≤ --duration ≤ 60, --latency-seconds ≤ 60")
+    if args.warmup + args.duration > 40:
+        raise SystemExit("need --warmup + --duration ≤ 40 (DPoP proofs are valid for 60 s)")
+    names: tuple[str, ...] = args.contenders
+    if args.write_docs and (set(names) != set(CONTENDERS) or args.skip_latency):
+        raise SystemExit("--write-docs needs every contender and the latency test")
+    if args.profile > 0 and args.profile_contender not in names:
+        raise SystemExit(f"--profile-contender {args.profile_contender} is not a contender")
+    if any(n in AUTH_CONTENDERS for n in names) and "finward" not in names:
+        print("note: without the finward contender no ratio to passthrough is computed")
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found (apt-get install -y nginx wrk util-linux)")
@@ -717,95 +1152,162 @@ def main(argv: list[str]) -> int:
             "warmup_s": args.warmup,
             "connections": args.connections,
             "threads": 1,
+            "contenders": list(names),
             "latency_rate": args.latency_rate,
             "latency_s": args.latency_seconds,
             "latency_connections": args.latency_connections,
             "placement": {"proxy_under_test": PROXY_CORE, "load_and_upstream": LOAD_CORE},
             "path": REQUEST_PATH,
             "profile_s": args.profile,
+            "profile_contender": args.profile_contender,
             "wait_idle_s": args.wait_idle,
+            "dpop_proof_margin": PROOF_MARGIN,
         },
     }
     run_dir = Path(tempfile.mkdtemp(prefix="finward-bench-"))
-    per_round = 3 * (args.warmup + args.duration + 5) + 3 * (args.latency_seconds + DRAIN_S + 5)
+    n = len(names)
+    per_round = n * (args.warmup + args.duration + 15) + n * (args.latency_seconds + DRAIN_S + 8)
     per_round += 2 * (args.wait_idle + 3)
     procs = Processes(lifetime_s=args.rounds * per_round + args.profile + 300)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind through `finally`
     try:
         body = account_body()
-        lua = run_dir / "report.lua"
-        lua.write_text(WRK_LUA)
-        upstream = start_nginx(procs, "upstream", run_dir, LOAD_CORE, BODY=body.decode())
-        proxy = start_nginx(procs, "proxy", run_dir, PROXY_CORE, UPSTREAM_PORT=str(upstream))
-        finward, finward_pid = start_finward(procs, run_dir, upstream, PROXY_CORE)
-        ports = {"direct": upstream, "nginx": proxy, "finward": finward}
-        groups = {n: procs.pid(p) for n, p in CONTENDER_PROCESS.items()}
-        for name, port in ports.items():
-            check_contender(name, port, body)
+        kit = None
+        if any(name in AUTH_CONTENDERS for name in names):
+            kit = AuthKit.create(run_dir)
+            kit.self_check(REQUEST_PATH)
+        jwks = kit.jwks_json() if kit else '{"keys":[]}'
+        scripts = WrkScripts(run_dir, kit)
+        upstream = start_nginx(procs, "upstream", run_dir, LOAD_CORE, BODY=body.decode(), JWKS=jwks)
+        ports = {"direct": upstream}
+        if "nginx" in names:
+            ports["nginx"] = start_nginx(
+                procs, "proxy", run_dir, PROXY_CORE, UPSTREAM_PORT=str(upstream)
+            )
+        pids: dict[str, int] = {}
+        for name in names:
+            if name.startswith("finward"):
+                ports[name], pids[name] = start_finward(
+                    procs, run_dir, upstream, PROXY_CORE, name, None if name == "finward" else kit
+                )
+        groups = {n: procs.pid(CONTENDER_PROCESS[n]) for n in names}
+        for name in names:
+            check_contender(name, ports[name], body, kit)
         print(f"body {len(body)} B; ports {ports}; run dir {run_dir}", flush=True)
 
         rounds: list[dict[str, dict[str, float]]] = []
+        dpop_rps = 0.0
         for i in range(1, args.rounds + 1):
             this: dict[str, dict[str, float]] = {}
             idle = wait_for_idle(args.wait_idle)
-            for name in CONTENDERS:
-                run_wrk(ports[name], args.warmup, lua, args.connections)
-                cpu = group_cpu_seconds(groups[name])
-                this[name] = r = run_wrk(ports[name], args.duration, lua, args.connections)
-                r["server_cpu"] = (group_cpu_seconds(groups[name]) - cpu) / args.duration
-                r["rps_per_core"] = r["rps"] / max(r["server_cpu"], 0.01)
+            for name in names:
+                # DPoP warmup proofs are sized from the last finward-dpop figure or, before
+                # there is one, from passthrough finward's (an upper bound) or a guess.
+                expected = dpop_rps or this.get("finward", {}).get("rps") or PROOF_GUESS_RPS
+                this[name] = r = measure(
+                    name,
+                    ports[name],
+                    scripts,
+                    args.warmup,
+                    args.duration,
+                    args.connections,
+                    expected,
+                    groups[name],
+                    dpop_rps,
+                )
+                if name == "finward-dpop":
+                    dpop_rps = r["rps"]
                 r["loadavg"] = float(Path("/proc/loadavg").read_text().split()[0])
                 r["idle_before_round"] = idle
+                proofs = (
+                    f"  proofs {r['proofs_used']:,.0f}/{r['proofs_made']:,.0f} "
+                    f"(made in {r['proof_gen_s']:.1f} s)"
+                    if "proofs_made" in r
+                    else ""
+                )
                 print(
-                    f"round {i} {name:8} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
-                    f"p99 {r['p99_ms']:6.2f} ms  errors {r['errors']:.0f}  "
-                    f"server cpu {r['server_cpu']:.0%}  load {r['loadavg']:.2f}",
+                    f"round {i} {name:12} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                    f"p99 {r['p99_ms']:6.2f} ms  non-2xx {r['non_2xx']:.0f}  "
+                    f"errors {r['errors']:.0f}  server cpu {r['server_cpu']:.0%}  "
+                    f"load {r['loadavg']:.2f}{proofs}",
                     flush=True,
                 )
+                _flag(result, f"round {i} {name}", r)
             rounds.append(this)
         keys = ("rps", "p50_ms", "p99_ms", "errors", "server_cpu", "rps_per_core")
+        with_nginx = "nginx" in names
+        auth = [n for n in AUTH_CONTENDERS if n in names and "finward" in names]
         result["throughput"] = {
             "rounds": rounds,
             "median": summarise(rounds, keys),
-            "ratio_to_nginx": {n: paired_median(rounds, n, "nginx", "rps") for n in CONTENDERS},
+            "ratio_to_nginx": {
+                n: paired_median(rounds, n, "nginx", "rps") for n in names if with_nginx
+            },
             "per_core_ratio_to_nginx": {
-                n: paired_median(rounds, n, "nginx", "rps_per_core") for n in CONTENDERS
+                n: paired_median(rounds, n, "nginx", "rps_per_core") for n in names if with_nginx
+            },
+            "ratio_to_passthrough": {n: paired_median(rounds, n, "finward", "rps") for n in auth},
+            "per_core_ratio_to_passthrough": {
+                n: paired_median(rounds, n, "finward", "rps_per_core") for n in auth
             },
         }
-        print("\n".join(["", *throughput_table(result)]), flush=True)
+        print("\n".join(["", *throughput_table(result), "", *auth_table(result)]), flush=True)
 
         if not args.skip_latency:
             lat_rounds: list[dict[str, dict[str, float]]] = []
+            total = int(args.latency_rate * args.latency_seconds)
             for i in range(1, args.rounds + 1):
                 this = {}
                 wait_for_idle(args.wait_idle)
-                for name in LATENCY_CONTENDERS:
+                for name in names:
+                    credentials = loadgen_credentials(name, kit, run_dir, total)
                     this[name] = r = run_loadgen(
                         ports[name],
                         args.latency_rate,
                         args.latency_seconds,
                         args.latency_connections,
+                        credentials,
                     )
                     print(
-                        f"latency round {i} {name:8} offered {r['offered_rps']:,.0f} req/s  "
+                        f"latency round {i} {name:12} offered {r['offered_rps']:,.0f} req/s  "
                         f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
                         f"errors {r['errors']:.0f}",
                         flush=True,
                     )
+                    if r["errors"]:
+                        note = f"latency round {i} {name}: {r['errors']:.0f} failed or unanswered"
+                        result.setdefault("flags", []).append(note)
+                        print(f"  FLAGGED {note}", flush=True)
                 lat_rounds.append(this)
             lat_keys = ("p50_ms", "p99_ms", "max_ms", "service_p50_ms", "service_p99_ms")
             result["latency"] = {
                 "rate": args.latency_rate,
                 "rounds": lat_rounds,
                 "median": summarise(lat_rounds, (*lat_keys, "errors", "offered_rps")),
-                "p99_diff_ms": paired_median(lat_rounds, "finward", "direct", "p99_ms"),
-                "p50_diff_ms": paired_median(lat_rounds, "finward", "direct", "p50_ms"),
-                "nginx_p99_diff_ms": paired_median(lat_rounds, "nginx", "direct", "p99_ms"),
+                "p99_diff_to_direct": {
+                    n: paired_median(lat_rounds, n, "direct", "p99_ms") for n in names
+                },
             }
-            print("\n".join(["", *latency_table(result), "", *targets(result)]), flush=True)
+            if "finward" in names:
+                result["latency"]["p99_diff_ms"] = paired_median(
+                    lat_rounds, "finward", "direct", "p99_ms"
+                )
+                result["latency"]["p50_diff_ms"] = paired_median(
+                    lat_rounds, "finward", "direct", "p50_ms"
+                )
+            if "nginx" in names:
+                result["latency"]["nginx_p99_diff_ms"] = paired_median(
+                    lat_rounds, "nginx", "direct", "p99_ms"
+                )
+            print("\n".join(["", *latency_table(result)]), flush=True)
+        print("\n".join(["", *targets(result)]), flush=True)
 
         if args.profile > 0:
-            report = profile_finward(finward_pid, finward, args.profile, lua, run_dir)
+            name = args.profile_contender
+            expected = result["throughput"]["median"][name]["rps"]
+            report = profile_finward(
+                pids[name], ports[name], args.profile, run_dir, scripts, name, expected
+            )
             result["profile"] = report
             print("\n".join(["", *report]), flush=True)
     finally:
