@@ -65,6 +65,9 @@ class TlsInfo:
     client_cert_der: bytes | None = None
     # "tls" for the handshake, "header" for a trusted terminator's header.
     client_cert_source: str | None = None
+    # x5t#S256 of client_cert_der, filled in by whoever computes it first
+    # (finward.auth.mtls.tls_thumbprint): a connection's certificate is hashed once.
+    client_cert_thumbprint: str | None = None
 
 
 @dataclass(slots=True)

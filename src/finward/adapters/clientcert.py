@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import time
 from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import unquote
@@ -19,6 +20,8 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
+
+from finward.auth.mtls import certificate_thumbprint
 
 # A PEM certificate chain from a terminator; real eIDAS QWACs are 2-4 KB each.
 MAX_CERT_HEADER_BYTES = 16_384
@@ -102,19 +105,28 @@ class ClientCertReader:
     def __init__(self, client_ca: Path) -> None:
         # Trust anchors are mandatory: without them any self-made certificate would pass.
         self._anchors = x509.load_pem_x509_certificates(client_ca.read_bytes())
-        # header hash -> (DER, not-after as a POSIX timestamp)
-        self._cache: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+        # header hash -> (DER, x5t#S256, not-after as a POSIX timestamp)
+        self._cache: OrderedDict[bytes, tuple[bytes, str, float]] = OrderedDict()
 
     def read_header(self, value: str, *, now: datetime.datetime | None = None) -> bytes:
         """Return the verified certificate as DER, or raise ClientCertError."""
+        return self.read(value, now=now)[0]
+
+    def read(self, value: str, *, now: datetime.datetime | None = None) -> tuple[bytes, str, float]:
+        """The verified certificate as (DER, x5t#S256 thumbprint, not-after timestamp), or
+        raise ClientCertError.
+
+        Verified certificates are cached by the header's hash until they expire.
+        """
         if len(value) > MAX_CERT_HEADER_BYTES:
             raise ClientCertError("certificate header too large")
         key = hashlib.sha256(value.encode("latin-1")).digest()
-        when = now or datetime.datetime.now(datetime.UTC)
+        timestamp = now.timestamp() if now is not None else time.time()
         cached = self._cache.get(key)
-        if cached is not None and cached[1] >= when.timestamp():
+        if cached is not None and cached[2] >= timestamp:
             self._cache.move_to_end(key)
-            return cached[0]
+            return cached
+        when = now or datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
         pem = _extract_pem(value)
         try:
             certs = x509.load_pem_x509_certificates(pem.encode("ascii"))
@@ -123,7 +135,8 @@ class ClientCertReader:
         leaf, intermediates = certs[0], certs[1:MAX_CHAIN_DEPTH]
         verify_chain(leaf, intermediates, self._anchors, when)
         der = leaf.public_bytes(Encoding.DER)
-        self._cache[key] = (der, leaf.not_valid_after_utc.timestamp())
+        entry = (der, certificate_thumbprint(der), leaf.not_valid_after_utc.timestamp())
+        self._cache[key] = entry
         if len(self._cache) > CERT_CACHE_SIZE:
             self._cache.popitem(last=False)
-        return der
+        return entry

@@ -112,6 +112,11 @@ class HttpProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.peer_ip = ""
+        # (the trusted_proxies tuple it was computed for, whether peer_ip is in it)
+        self.peer_trust: tuple[object, bool] | None = None
+        # (reader, header value, (DER, thumbprint, not-after)) of the last verified
+        # client-certificate header on this connection.
+        self.cert_memo: tuple[object, str, tuple[bytes, str, float]] | None = None
         self.scheme = "http"
         self.tls: TlsInfo | None = None
         self.reading: Exchange | None = None  # being parsed

@@ -83,9 +83,16 @@ async def handle_exchange(
     headers = ex.headers
     rid, iid = pick_ids(_first(headers, "x-request-id"), _first(headers, "x-fapi-interaction-id"))
     trusted = cfg.proxy.trusted_proxies
-    peer_trusted = is_trusted(conn.peer_ip, trusted)
-    client_ip = resolve_client_ip(
-        conn.peer_ip, [v for n, v in headers if n == "x-forwarded-for"], trusted
+    cached = conn.peer_trust
+    if cached is not None and cached[0] is trusted:  # same peer, same configuration
+        peer_trusted = cached[1]
+    else:
+        peer_trusted = is_trusted(conn.peer_ip, trusted)
+        conn.peer_trust = (trusted, peer_trusted)
+    client_ip = (
+        resolve_client_ip(conn.peer_ip, [v for n, v in headers if n == "x-forwarded-for"], trusted)
+        if peer_trusted
+        else conn.peer_ip
     )
     split = _split_target(ex.target) if ex.target else None
     path, query = split if split else (ex.target or "", "")
@@ -195,12 +202,24 @@ def _precheck(
             return Decision.deny("client_cert_invalid", "the certificate header is repeated")
         value = request.headers.get(header_name)
         if value:
-            try:
-                der = state.client_certs.read_header(value)
-            except ClientCertError as exc:
-                return Decision.deny("client_cert_invalid", str(exc))
+            reader = state.client_certs
+            memo = conn.cert_memo  # a keep-alive client repeats the same header
+            if (
+                memo is not None
+                and memo[0] is reader
+                and memo[1] == value
+                and (memo[2][2] >= time.time())
+            ):
+                der, thumbprint, _ = memo[2]
+            else:
+                try:
+                    entry = reader.read(value)
+                except ClientCertError as exc:
+                    return Decision.deny("client_cert_invalid", str(exc))
+                conn.cert_memo = (reader, value, entry)
+                der, thumbprint, _ = entry
             base = request.tls or TlsInfo()
-            request.tls = TlsInfo(base.version, base.cipher, der, "header")
+            request.tls = TlsInfo(base.version, base.cipher, der, "header", thumbprint)
     return None
 
 

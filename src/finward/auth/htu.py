@@ -8,6 +8,7 @@ fragment are ignored. Pure functions over ASCII, no regular expressions.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 # Longer than any sane request URI (cf. limits.max_uri_bytes); longer htu never matches.
 DPOP_MAX_HTU_CHARS = 4096
@@ -19,6 +20,12 @@ _URI_CHARS = _UNRESERVED | frozenset(":/?#[]@!$&'()*+,;=%")  # §2.2 reserved, �
 _HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 
 
+# Pure and called for the configured URL and each proof's htu: cache the normal forms.
+# Bounded, so attacker-chosen htu values only evict entries, never grow memory.
+HTU_CACHE_ENTRIES = 4096
+
+
+@lru_cache(maxsize=HTU_CACHE_ENTRIES)
 def normalize_htu(uri: str) -> str | None:
     """RFC 3986 §6.2.2-6.2.3 normal form of an http(s) URI without query and fragment.
 

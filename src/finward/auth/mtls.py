@@ -41,6 +41,13 @@ def certificate_thumbprint(der: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def tls_thumbprint(tls: TlsInfo) -> str | None:
+    """The thumbprint of the connection's verified certificate, computed once per TlsInfo."""
+    if tls.client_cert_thumbprint is None and tls.client_cert_der:
+        tls.client_cert_thumbprint = certificate_thumbprint(tls.client_cert_der)
+    return tls.client_cert_thumbprint
+
+
 def is_thumbprint(value: object) -> TypeGuard[str]:
     """True for a syntactically valid base64url SHA-256 thumbprint."""
     return (
@@ -68,7 +75,7 @@ def check_mtls_binding(cnf: Mapping[str, object] | None, tls: TlsInfo | None) ->
         )
     if not is_thumbprint(expected):
         raise MtlsError("mtls_binding_mismatch", "the token's x5t#S256 is not a SHA-256 thumbprint")
-    actual = certificate_thumbprint(tls.client_cert_der)
+    actual = tls_thumbprint(tls) or ""
     # Constant time: the comparison must not leak how much of a guessed thumbprint matched.
     if not hmac.compare_digest(actual.encode("ascii"), expected.encode("ascii")):
         raise MtlsError(

@@ -39,7 +39,13 @@ from finward.auth.eidas import (
     TppIdentity,
     parse_tpp_certificate,
 )
-from finward.auth.mtls import X5T_S256, MtlsError, certificate_thumbprint, check_mtls_binding
+from finward.auth.mtls import (
+    X5T_S256,
+    MtlsError,
+    certificate_thumbprint,
+    check_mtls_binding,
+    tls_thumbprint,
+)
 from finward.auth.replay import NonceService, replay_key
 from finward.auth.rules import OperationAuth
 from finward.auth.token_policy import TokenError
@@ -346,7 +352,7 @@ class AuthPolicy:
             # not named (and a suspended organisation is refused).
             if der is None:
                 return None
-            found = self._tpp_identity(der)
+            found = self._tpp_identity(der, tls)
             if not isinstance(found, TppIdentity):
                 return None
             if self._is_suspended(found.organization_id):
@@ -354,7 +360,7 @@ class AuthPolicy:
             return found if self._agrees(found, token, binding) else None
         if der is None:
             self._refuse_tpp("client_cert_required", "this operation needs a QWAC", scheme)
-        identity = self._tpp_identity(der)
+        identity = self._tpp_identity(der, tls)
         if isinstance(identity, TppCertificateError):
             self._refuse_tpp(identity.reason, identity.detail, scheme)
         if identity.roles.isdisjoint(rule.tpp_roles):  # RTS-17: any one listed role will do
@@ -406,8 +412,8 @@ class AuthPolicy:
             self._store_failed(exc)
             raise _Refusal(Decision.deny("state_store_unavailable")) from None
 
-    def _tpp_identity(self, der: bytes) -> TppIdentity | TppCertificateError:
-        key = certificate_thumbprint(der)
+    def _tpp_identity(self, der: bytes, tls: TlsInfo | None) -> TppIdentity | TppCertificateError:
+        key = (tls_thumbprint(tls) if tls is not None else None) or certificate_thumbprint(der)
         cache = self._tpp_cache
         cached = cache.get(key)
         if cached is not None:

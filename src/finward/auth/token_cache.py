@@ -7,9 +7,12 @@ given AS key, plus the decoded (read-only) claims, so the expensive public-key o
 (≈25-110 µs, DESIGN.md) runs once per token instead of once per request.
 
 It does **not** cache a decision. ``verify_with_cache`` re-checks on *every* call, hit or
-miss: the policy's ``alg``/``typ`` lists, that the verifying key is still in the current
-JWKS, and every claim at the injected ``now`` (``exp``, ``nbf``, ``iat``, issuer,
-audience, required claims). Callers must still run, on every request, the checks that
+miss, everything that can have changed: the time claims (``exp``, ``nbf``, ``iat``) at the
+injected ``now`` always, and - when the caller passes a different ``IssuerPolicy`` or
+``KeySet`` object than the entry was checked with (a reload, a JWKS refresh) - the
+``alg``/``typ`` lists, that the verifying key is still published, issuer, audience and
+required claims. With the same objects those are pure functions of unchanged inputs, so
+they are not recomputed. Callers must still run, on every request, the checks that
 depend on the request or on state that changes: sender constraint (``cnf`` against the
 mTLS certificate or DPoP proof), revocation, replay, scopes and consent. WSO2 API Manager
 shipped exactly this bug (wso2/product-apim #11521): a cached token skipped the ``cnf``
@@ -25,12 +28,13 @@ Failures are never cached. Not thread-safe: one cache per event loop / worker.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from finward.auth.jwk import KeySet
 from finward.auth.token_policy import MAX_TOKEN_BYTES, IssuerPolicy, TokenError
 from finward.auth.tokens import (
     VerifiedToken,
+    check_times,
     check_verified_token,
     token_sha256,
     verify_access_token,
@@ -45,6 +49,11 @@ DEFAULT_MAX_ENTRIES = 10_000
 class CachedVerification:
     verified: VerifiedToken
     expires_at: float  # token exp + policy leeway at the time of verification
+    # The policy and key set the entry was checked against. While the caller still
+    # passes these very objects, the checks that depend only on (claims, policy, keys)
+    # cannot have changed, and a hit re-runs only the time checks.
+    policy: IssuerPolicy | None = None
+    keys: KeySet | None = None
 
 
 class TokenCache:
@@ -110,7 +119,12 @@ def verify_with_cache(
     entry = cache.get(token_hash, now)
     if entry is not None:
         try:
-            check_verified_token(entry.verified, keys, policy, now)
+            if entry.policy is policy and entry.keys is keys:
+                check_times(entry.verified.claims, policy, now)
+            else:
+                check_verified_token(entry.verified, keys, policy, now)
+                # Re-checked against the new policy or keys: remember them.
+                cache.put(token_hash, replace(entry, policy=policy, keys=keys), now)
         except TokenError as exc:
             if exc.reason != "token_key_unknown":
                 raise
@@ -118,5 +132,6 @@ def verify_with_cache(
         else:
             return entry.verified
     verified = verify_access_token(token, keys, policy, now)
-    cache.put(token_hash, CachedVerification(verified, verified.exp + policy.leeway_s), now)
+    entry = CachedVerification(verified, verified.exp + policy.leeway_s, policy, keys)
+    cache.put(token_hash, entry, now)
     return verified

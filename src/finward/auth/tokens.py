@@ -53,6 +53,7 @@ __all__ = [
     "TokenError",
     "VerifiedToken",
     "check_claims",
+    "check_times",
     "check_verified_token",
     "extract_bearer",
     "is_token_in_form",
@@ -242,6 +243,11 @@ def check_claims(claims: Mapping[str, object], policy: IssuerPolicy, now: float)
         raise TokenError("token_malformed", "claim aud is not a string or array of strings")
     if policy.audiences.isdisjoint(audiences):
         raise TokenError("token_audience_invalid", "aud does not name this resource server")
+    check_times(claims, policy, now)
+
+
+def check_times(claims: Mapping[str, object], policy: IssuerPolicy, now: float) -> None:
+    """The time-dependent part of ``check_claims``: ``exp``, ``nbf`` and ``iat`` at ``now``."""
     # RFC 7519 §4.1.4 (ATJWT-06): now must be before exp.
     exp = _numeric_date(claims, "exp")
     if exp is None or now >= exp + policy.leeway_s:
