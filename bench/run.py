@@ -49,24 +49,40 @@ RESULTS = BENCH / "results"
 DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Proxy throughput and latency"
 LOAD_CORE, PROXY_CORE = "0", "1"
-CONTENDERS = ("direct", "nginx", "finward", "finward-mtls", "finward-dpop")
+CONTENDERS = (
+    "direct",
+    "nginx",
+    "finward",
+    "finward-mtls",
+    "finward-dpop",
+    "finward-dpop-ps256",
+)
 BASE_CONTENDERS = ("direct", "nginx", "finward")  # results files from before auth
-AUTH_CONTENDERS = ("finward-mtls", "finward-dpop")
+# The DPoP contenders and the algorithm of the proofs their client signs.
+DPOP_CONTENDERS = {"finward-dpop": "ES256", "finward-dpop-ps256": "PS256"}
+AUTH_CONTENDERS = ("finward-mtls", *DPOP_CONTENDERS)
 CONTENDER_PROCESS = {
     "direct": "nginx-upstream",
     "nginx": "nginx-proxy",
-    "finward": "finward",
-    "finward-mtls": "finward-mtls",
-    "finward-dpop": "finward-dpop",
+    **{name: name for name in ("finward", *AUTH_CONTENDERS)},
 }
 # Issue item 11: req/s of each authenticated contender relative to passthrough finward.
-AUTH_TARGETS = {"finward-mtls": 0.85, "finward-dpop": 0.50}
+AUTH_TARGETS = {"finward-mtls": 0.85, "finward-dpop": 0.50, "finward-dpop-ps256": 0.50}
 AUTH_TARGET_TEXT = {
     "finward-mtls": "JWT + mTLS binding (verified-token cache) costs ≤ 15% of passthrough",
-    "finward-dpop": "JWT + DPoP (one proof verification per request) ≥ 0.5x passthrough",
+    "finward-dpop": "JWT + DPoP, ES256 proofs (one P-256 ECDSA verification per request) "
+    "≥ 0.5x passthrough",
+    "finward-dpop-ps256": "JWT + DPoP, PS256 proofs (one RSA-2048 PSS verification per "
+    "request) ≥ 0.5x passthrough",
+}
+# How the tables label each authenticated contender.
+AUTH_LABEL = {
+    "finward-mtls": "finward-mtls (ES256 token, cert header)",
+    "finward-dpop": "finward-dpop (ES256 proofs)",
+    "finward-dpop-ps256": "finward-dpop-ps256 (PS256 proofs)",
 }
 PROOF_MARGIN = 3.0  # DPoP proofs made per expected request
-PROOF_GUESS_RPS = 4000.0  # expected finward-dpop req/s before anything was measured
+PROOF_GUESS_RPS = 4000.0  # expected DPoP contender req/s before anything was measured
 REQUEST_PATH = "/v1/accounts/DE89370400440532013000"
 READY = re.compile(r"finward listening on http://127\.0\.0\.1:(\d+)\b.*\(pid (\d+)\)")
 WRK_MARK = "FINWARD_BENCH "
@@ -99,7 +115,7 @@ end
 WRK_STATIC_HEADERS_LUA = """
 wrk.headers[%s] = %s
 """
-# finward-dpop: every request carries the next never-used proof from the file given
+# DPoP contenders: every request carries the next never-used proof from the file given
 # after `--`; when they run out, requests go without one (and are refused: non-2xx).
 WRK_DPOP_LUA = """
 proofs_used, proofs_loaded = 0, 0
@@ -300,7 +316,7 @@ def http_get(url: str, headers: dict[str, str], timeout: float = 5) -> tuple[int
 
 def finward_auth_yaml(name: str, kit: AuthKit, upstream_port: int) -> tuple[str, str]:
     """(top-level YAML, the API's `auth:` mapping) for an authenticated contender."""
-    method = "mtls" if name == "finward-mtls" else "dpop"
+    method = "mtls" if name == "finward-mtls" else "dpop"  # DPoP: every default alg
     top = (
         "auth:\n"
         "  issuers:\n"
@@ -387,12 +403,20 @@ def check_contender(name: str, port: int, body: bytes, kit: AuthKit | None = Non
         expect("token without the certificate", {"Authorization": headers["Authorization"]}, 401)
         expect("certificate without the token", {authkit.CERT_HEADER: kit.cert_header}, 401)
         return
-    headers = kit.dpop_headers()
-    proof = kit.proof(REQUEST_PATH)
-    expect("token and a fresh proof", {**headers, "DPoP": proof}, 200)
+    alg = DPOP_CONTENDERS[name]
+    other = next(a for a in DPOP_CONTENDERS.values() if a != alg)
+    headers = kit.dpop_headers(alg)
+    proof = kit.proof(REQUEST_PATH, alg)
+    expect(f"token and a fresh {alg} proof", {**headers, "DPoP": proof}, 200)
     expect("token and the same proof again (replay)", {**headers, "DPoP": proof}, 401)
     expect("token without a proof", headers, 401)
-    expect("token and another fresh proof", {**headers, "DPoP": kit.proof(REQUEST_PATH)}, 200)
+    expect(
+        f"token and a proof by the other client's {other} key",
+        {**headers, "DPoP": kit.proof(REQUEST_PATH, other)},
+        401,
+    )
+    fresh = kit.proof(REQUEST_PATH, alg)
+    expect(f"token and another fresh {alg} proof", {**headers, "DPoP": fresh}, 200)
 
 
 # -- load -------------------------------------------------------------------------------
@@ -428,7 +452,7 @@ def run_wrk(
 
 
 class WrkScripts:
-    """The wrk script for each contender; fresh DPoP proof files for finward-dpop."""
+    """The wrk script for each contender; fresh DPoP proof files for the DPoP ones."""
 
     def __init__(self, run_dir: Path, kit: AuthKit | None) -> None:
         self.run_dir, self.kit = run_dir, kit
@@ -444,14 +468,16 @@ class WrkScripts:
                 )
                 + WRK_LUA
             )
-            dpop = run_dir / "dpop.lua"
-            dpop.write_text(
-                WRK_DPOP_LUA % json.dumps(kit.dpop_headers()["Authorization"]) + WRK_LUA
-            )
-            self.lua |= {"finward-mtls": mtls, "finward-dpop": dpop}
+            self.lua["finward-mtls"] = mtls
+            for name, alg in DPOP_CONTENDERS.items():
+                dpop = run_dir / f"{name}.lua"
+                dpop.write_text(
+                    WRK_DPOP_LUA % json.dumps(kit.dpop_headers(alg)["Authorization"]) + WRK_LUA
+                )
+                self.lua[name] = dpop
         self.batch = 0
 
-    def proofs(self, seconds: float, expected_rps: float) -> tuple[Path, int, float]:
+    def proofs(self, name: str, seconds: float, expected_rps: float) -> tuple[Path, int, float]:
         """A new file of never-used proofs for `seconds` at `expected_rps`; (path, count, s)."""
         assert self.kit is not None
         self.batch += 1
@@ -459,7 +485,8 @@ class WrkScripts:
         path = self.run_dir / f"proofs-{self.batch}.txt"
         for old in self.run_dir.glob("proofs-*.txt"):
             old.unlink()  # each file is used once; they add up to hundreds of MB
-        return path, count, self.kit.write_proofs(path, count, REQUEST_PATH)
+        took = self.kit.write_proofs(path, count, REQUEST_PATH, DPOP_CONTENDERS[name])
+        return path, count, took
 
 
 def measure(
@@ -473,19 +500,26 @@ def measure(
     cpu_group: int | None = None,
     measured_rps: float = 0.0,
 ) -> dict[str, float]:
-    """A warmup and a measured wrk run; for finward-dpop each gets its own fresh proofs.
+    """A warmup and a measured wrk run; for a DPoP contender each gets its own fresh proofs.
 
-    finward-dpop's warmup proofs are sized from `expected_rps`, the measured run's from
-    the larger of the rate the warmup reached and `measured_rps` (an earlier round's).
+    A DPoP contender's warmup proofs are sized from `expected_rps`, the measured run's
+    from the larger of the rate the warmup reached and `measured_rps` (an earlier round's).
     """
     lua = scripts.lua[name]
     made: dict[str, float] = {}
-    if name == "finward-dpop":
-        path, count, took = scripts.proofs(warmup, expected_rps)
+    if name in DPOP_CONTENDERS:
+        path, count, took = scripts.proofs(name, warmup, expected_rps)
         warm = run_wrk(port, warmup, lua, connections, (str(path),))
-        # Made after the warmup, so the oldest proof is `seconds` old at the end at most.
-        path, count, took = scripts.proofs(seconds, max(warm["rps"], measured_rps))
-        made = {"proofs_made": count, "proof_gen_s": took}
+        warm_gen = took
+        # Made after the warmup; a proof is at most (making time + `seconds`) old when used.
+        path, count, took = scripts.proofs(name, seconds, max(warm["rps"], measured_rps))
+        made = {
+            "proofs_made": count,
+            "proof_gen_s": took,
+            "warmup_proof_gen_s": warm_gen,
+            "warmup_rps": warm["rps"],
+            "warmup_non_2xx": warm["non_2xx"],
+        }
         args: tuple[str, ...] = (str(path),)
     else:
         run_wrk(port, warmup, lua, connections)
@@ -496,7 +530,7 @@ def measure(
         r["server_cpu"] = (group_cpu_seconds(cpu_group) - cpu) / seconds
         r["rps_per_core"] = r["rps"] / max(r["server_cpu"], 0.01)
     r |= made
-    if name == "finward-dpop" and r["proofs_used"] >= r["proofs_loaded"]:
+    if name in DPOP_CONTENDERS and r["proofs_used"] >= r["proofs_loaded"]:
         r["proofs_exhausted"] = 1
     return r
 
@@ -518,10 +552,11 @@ def loadgen_credentials(name: str, kit: AuthKit | None, run_dir: Path, total: in
         return None
     assert kit is not None
     spec: dict[str, object] = {"headers": kit.mtls_headers(), "proofs": None}
-    if name == "finward-dpop":
+    if name in DPOP_CONTENDERS:
+        alg = DPOP_CONTENDERS[name]
         proofs = run_dir / "latency-proofs.txt"
-        kit.write_proofs(proofs, total + 1000, REQUEST_PATH)
-        spec = {"headers": kit.dpop_headers(), "proofs": str(proofs)}
+        kit.write_proofs(proofs, total + 1000, REQUEST_PATH, alg)
+        spec = {"headers": kit.dpop_headers(alg), "proofs": str(proofs)}
     path = run_dir / f"latency-{name}.json"
     path.write_text(json.dumps(spec))
     return path
@@ -661,8 +696,8 @@ def profile_finward(
         return ["py-spy not found: `.venv/bin/pip install py-spy` to profile"]
     raw = run_dir / f"{name}-profile.txt"
     args: tuple[str, ...] = ()
-    if name == "finward-dpop":  # made before py-spy starts: not in the samples
-        args = (str(scripts.proofs(seconds, expected_rps)[0]),)
+    if name in DPOP_CONTENDERS:  # made before py-spy starts: not in the samples
+        args = (str(scripts.proofs(name, seconds, expected_rps)[0]),)
     argv = ["taskset", "-c", LOAD_CORE, spy, "record", "--pid", str(pid), "--format", "raw"]
     argv += ["--function", "--rate", "250", "--nonblocking", "-o", str(raw)]
     argv += ["--duration", f"{seconds + 1:g}"]
@@ -819,8 +854,8 @@ def auth_table(result: dict) -> list[str]:
         return []
     lines = [
         "| contender | req/s | passthrough req/s | ratio to passthrough | per-core ratio "
-        "| target | non-2xx | DPoP proofs made / used per run |",
-        "|---|---:|---:|---:|---:|---|---:|---:|",
+        "| target | non-2xx | DPoP proofs made / used per run | seconds to make them |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for name in names:
         ratio = t["ratio_to_passthrough"][name]
@@ -828,15 +863,18 @@ def auth_table(result: dict) -> list[str]:
         target = AUTH_TARGETS[name]
         verdict = _verdict(result, name, ratio)
         rounds = t["rounds"]
-        proofs = "—"
-        if name == "finward-dpop":
+        proofs = took = "—"
+        if name in DPOP_CONTENDERS:
             made = statistics.median(r[name].get("proofs_made", 0) for r in rounds)
             used = statistics.median(r[name].get("proofs_used", 0) for r in rounds)
             proofs = f"{made:,.0f} / {used:,.0f}"
+            if all("proof_gen_s" in r[name] for r in rounds):
+                took = f"{statistics.median(r[name]['proof_gen_s'] for r in rounds):.1f}"
         lines.append(
-            f"| {name} | {t['median'][name]['rps']:,.0f} | {t['median']['finward']['rps']:,.0f} "
+            f"| {AUTH_LABEL.get(name, name)} | {t['median'][name]['rps']:,.0f} "
+            f"| {t['median']['finward']['rps']:,.0f} "
             f"| **{ratio:.3f}x** | {per_core:.3f}x | ≥ {target:.2f}x: {verdict} "
-            f"| {_non_2xx(result, name)} | {proofs} |"
+            f"| {_non_2xx(result, name)} | {proofs} | {took} |"
         )
     return lines
 
@@ -911,13 +949,17 @@ def render_section(result: dict) -> str:
             "certificate (`cnf.x5t#S256`), the certificate passed as a trusted terminator's "
             "`X-SSL-Client-Cert` header; wrk sends the same token and certificate every "
             "time, so finward's verified-token and parsed-certificate caches hit. "
-            "*finward-dpop*: a DPoP-bound ES256 token (`cnf.jkt`, the token itself is "
-            "cached) and on every request a fresh ES256 DPoP proof (its own `jti`, made "
-            "just before the run, never replayed) that finward must verify and record in "
-            "its replay cache. Proofs are made before each run (about "
-            f"{_proof_rate(result)} a second, not timed) for {PROOF_MARGIN:g}x the "
-            "requests expected; a run that used them all up, or had any non-2xx "
-            "response, is flagged below.",
+            "*finward-dpop* and *finward-dpop-ps256*: an ES256 access token bound to the "
+            "client's DPoP key (`cnf.jkt`; the token itself comes from the cache) and on "
+            "every request a fresh DPoP proof (its own `jti`, made just before the run, "
+            "never replayed) that finward must verify and record in its replay cache; "
+            "the client's key and proof algorithm differ: P-256 and ES256 for "
+            "*finward-dpop*, RSA-2048 and PS256 (RSASSA-PSS, SHA-256) for "
+            "*finward-dpop-ps256*. Proofs are made before each warmup and each run "
+            f"(about {_proof_rates(result)}, on the load core, outside the measured "
+            f"time; *seconds to make them* is the median for one measured run's batch) "
+            f"for {PROOF_MARGIN:g}x the requests expected; a run that used them all up, "
+            "or had any non-2xx response, is flagged below.",
             "",
             *auth_table(result),
             "",
@@ -926,8 +968,12 @@ def render_section(result: dict) -> str:
     finward_rps = t["median"].get("finward", {}).get("rps")
     load_note: list[str] = []
     if finward_rps is not None:
-        dpop_rps = t["median"].get("finward-dpop", {}).get("rps")
-        also = "" if dpop_rps is None else f" (finward-dpop: {lat_rate / dpop_rps:.0%} of its own)"
+        own = [
+            f"{n}: {lat_rate / t['median'][n]['rps']:.0%}"
+            for n in DPOP_CONTENDERS
+            if n in t["median"]
+        ]
+        also = f" ({', '.join(own)} of its own)" if own else ""
         load_note = [
             f"At {lat_rate:,} req/s finward runs at about {lat_rate / finward_rps:.0%} of "
             f"the single-core throughput measured above{also}, so its tail includes queueing "
@@ -941,7 +987,7 @@ def render_section(result: dict) -> str:
             f"`bench/run.py`, {cfg['latency_connections']} keep-alive connections, "
             f"{cfg['latency_s']:g} s per contender, {cfg['rounds']} interleaved rounds; "
             "the authenticated contenders send the same credentials as under wrk, "
-            "finward-dpop a fresh proof per request). "
+            "the DPoP contenders a fresh proof per request). "
             "Latency counts from the scheduled send time (no coordinated omission); "
             "*service* counts from the moment the request was written; *p99 - direct* is "
             "the median of the per-round differences.",
@@ -998,23 +1044,33 @@ def render_section(result: dict) -> str:
             "per-core ratio does not have that bias. The Python latency generator adds its own "
             "scheduling jitter (about 1 ms timer resolution) to every contender alike. A proxy "
             "on core 1 adds two cross-core wake-ups per request; in this virtual machine they "
-            "cost milliseconds at the p99 even for nginx (compare its p99 difference above). "
-            "A separate check with every process on one core brought nginx's p99 to within "
-            "about 1 ms of direct, so most of that gap is the machine, not the proxy's work.",
+            "show in the p99 even for nginx (compare its p99 difference above; in earlier "
+            "runs on a busier machine they cost it milliseconds), so part of every proxy's "
+            "gap to direct is the machine, not the proxy's work.",
             "",
             *_profile_lines(result),
         ]
     )
 
 
-def _proof_rate(result: dict) -> str:
+def _proof_rate(result: dict, name: str) -> str:
+    """Median proofs made per second for a DPoP contender (its measured runs' batches)."""
     rounds = result["throughput"]["rounds"]
     rates = [
-        r["finward-dpop"]["proofs_made"] / r["finward-dpop"]["proof_gen_s"]
+        r[name]["proofs_made"] / r[name]["proof_gen_s"]
         for r in rounds
-        if r.get("finward-dpop", {}).get("proof_gen_s")
+        if r.get(name, {}).get("proof_gen_s")
     ]
-    return f"{round(statistics.median(rates), -3):,.0f}" if rates else "?"
+    if not rates:
+        return "?"
+    rate = statistics.median(rates)
+    return f"{round(rate, -3 if rate >= 10_000 else -2):,.0f}"
+
+
+def _proof_rates(result: dict) -> str:
+    """'about 28,000 a second for ES256, 3,400 for PS256' for the DPoP contenders run."""
+    names = [n for n in DPOP_CONTENDERS if n in _names(result)]
+    return ", ".join(f"{_proof_rate(result, n)} a second for {DPOP_CONTENDERS[n]}" for n in names)
 
 
 def _busy_note(result: dict) -> str:
@@ -1140,6 +1196,9 @@ def main(argv: list[str]) -> int:
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found (apt-get install -y nginx wrk util-linux)")
+    # The harness itself (DPoP proof making, /proc sampling) stays off the proxy core; every
+    # server and load generator is placed by its own `taskset`.
+    os.sched_setaffinity(0, {int(LOAD_CORE)})
     started = dt.datetime.now(dt.UTC)
     command = " ".join([".venv/bin/python", "bench/run.py", *argv])
     result: dict = {
@@ -1156,7 +1215,11 @@ def main(argv: list[str]) -> int:
             "latency_rate": args.latency_rate,
             "latency_s": args.latency_seconds,
             "latency_connections": args.latency_connections,
-            "placement": {"proxy_under_test": PROXY_CORE, "load_and_upstream": LOAD_CORE},
+            "placement": {
+                "proxy_under_test": PROXY_CORE,
+                "load_and_upstream": LOAD_CORE,
+                "harness_and_proof_making": LOAD_CORE,
+            },
             "path": REQUEST_PATH,
             "profile_s": args.profile,
             "profile_contender": args.profile_contender,
@@ -1168,6 +1231,7 @@ def main(argv: list[str]) -> int:
     n = len(names)
     per_round = n * (args.warmup + args.duration + 15) + n * (args.latency_seconds + DRAIN_S + 8)
     per_round += 2 * (args.wait_idle + 3)
+    per_round += 120 * sum(n in DPOP_CONTENDERS for n in names)  # making proofs (PS256: slow)
     procs = Processes(lifetime_s=args.rounds * per_round + args.profile + 300)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind through `finally`
     try:
@@ -1196,14 +1260,16 @@ def main(argv: list[str]) -> int:
         print(f"body {len(body)} B; ports {ports}; run dir {run_dir}", flush=True)
 
         rounds: list[dict[str, dict[str, float]]] = []
-        dpop_rps = 0.0
+        dpop_rps: dict[str, float] = {}  # each DPoP contender's last measured req/s
         for i in range(1, args.rounds + 1):
             this: dict[str, dict[str, float]] = {}
             idle = wait_for_idle(args.wait_idle)
             for name in names:
-                # DPoP warmup proofs are sized from the last finward-dpop figure or, before
+                # DPoP warmup proofs are sized from the contender's last figure or, before
                 # there is one, from passthrough finward's (an upper bound) or a guess.
-                expected = dpop_rps or this.get("finward", {}).get("rps") or PROOF_GUESS_RPS
+                expected = (
+                    dpop_rps.get(name) or this.get("finward", {}).get("rps") or PROOF_GUESS_RPS
+                )
                 this[name] = r = measure(
                     name,
                     ports[name],
@@ -1213,20 +1279,21 @@ def main(argv: list[str]) -> int:
                     args.connections,
                     expected,
                     groups[name],
-                    dpop_rps,
+                    dpop_rps.get(name, 0.0),
                 )
-                if name == "finward-dpop":
-                    dpop_rps = r["rps"]
+                if name in DPOP_CONTENDERS:
+                    dpop_rps[name] = r["rps"]
                 r["loadavg"] = float(Path("/proc/loadavg").read_text().split()[0])
                 r["idle_before_round"] = idle
                 proofs = (
                     f"  proofs {r['proofs_used']:,.0f}/{r['proofs_made']:,.0f} "
-                    f"(made in {r['proof_gen_s']:.1f} s)"
+                    f"(made in {r['proof_gen_s']:.1f} s; warmup's in "
+                    f"{r['warmup_proof_gen_s']:.1f} s)"
                     if "proofs_made" in r
                     else ""
                 )
                 print(
-                    f"round {i} {name:12} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                    f"round {i} {name:18} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
                     f"p99 {r['p99_ms']:6.2f} ms  non-2xx {r['non_2xx']:.0f}  "
                     f"errors {r['errors']:.0f}  server cpu {r['server_cpu']:.0%}  "
                     f"load {r['loadavg']:.2f}{proofs}",
@@ -1269,7 +1336,7 @@ def main(argv: list[str]) -> int:
                         credentials,
                     )
                     print(
-                        f"latency round {i} {name:12} offered {r['offered_rps']:,.0f} req/s  "
+                        f"latency round {i} {name:18} offered {r['offered_rps']:,.0f} req/s  "
                         f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
                         f"errors {r['errors']:.0f}",
                         flush=True,
