@@ -134,6 +134,12 @@ class _NoBackend:
     async def verify(self, token: str) -> VerifiedToken:
         raise RuntimeError("no authentication backend")
 
+    def stamp(self, token: VerifiedToken) -> object | None:
+        return None
+
+    def revalidate(self, token: VerifiedToken, stamp: object) -> bool:
+        return False
+
     async def seen_before(self, key: str, expires_at: float) -> bool:
         raise RuntimeError("no state store")
 

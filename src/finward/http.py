@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Headers:
@@ -87,3 +88,7 @@ class RequestView:
     content_length: int | None = None
     chunked: bool = False
     attrs: dict[str, object] = field(default_factory=dict)
+    # Per-connection memo the adapter passes along (None: no connection to remember
+    # anything across requests). Policies key their entries by the policy object, so a
+    # reload's new policies never read the old ones' entries.
+    connection_memo: dict[object, Any] | None = None

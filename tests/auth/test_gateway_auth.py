@@ -12,6 +12,8 @@ import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
+import jwt
 import pytest
 from aiohttp import web
 
@@ -838,3 +840,70 @@ def test_mixed_alternatives_keep_the_token_scopes(tmp_path: Path) -> None:
     )
     rules = compile_rules("api", ApiAuthConfig(), load_spec(spec, api="api"))
     assert rules[("POST", "/x")].scope_alternatives == (frozenset({"payments"}),)
+
+
+async def test_keep_alive_connection_rechecks_every_request(
+    upstream: Upstream, jwks_server: JwksServer, pki: Pki
+) -> None:
+    """WSO2 #11521 on one keep-alive connection: the token verified on an earlier request
+    of the connection is not verified again, but binding, revocation, expiry and scopes
+    are, request by request."""
+    gw, clock = await start_auth_gateway(auth_config(upstream, jwks_server.url, pki))
+    mine, other = pki.leaf("PSP_AI"), pki.leaf("PSP_AI")
+    alice, mallory = signer("ES256"), signer("EdDSA")
+    mtls_at = token(cnf={"x5t#S256": mine.thumbprint}, exp=int(jwt_factory.NOW) + 30)
+    dpop_at = token(cnf={"jkt": alice.jkt}, scope="accounts")
+    outcomes: list[tuple[int, str | None]] = []
+    policy = gw.worker.state.gateway.auth
+    assert policy is not None
+    verify, verified = policy.verifier.verify, []
+
+    async def counting(raw: str) -> object:
+        verified.append(raw)
+        return await verify(raw)
+
+    policy.verifier.verify = counting  # type: ignore[method-assign]
+    try:
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def send(headers: dict[str, str], path: str = "/accounts") -> None:
+                async with session.get(gw.url + path, headers=headers) as response:
+                    body = await response.json(content_type=None)
+                    outcomes.append((response.status, body.get("reason")))
+
+            await send(with_cert(mine, bearer(mtls_at)))
+            await send(with_cert(other, bearer(mtls_at)))  # same token, another cert
+            await send(with_cert(mine, bearer(mtls_at)))
+            dpop = {"Authorization": f"DPoP {dpop_at}"}
+            await send({**dpop, "DPoP": proof(alice, dpop_at, "GET", "/accounts")})
+            stolen = proof(mallory, dpop_at, "GET", "/accounts")
+            await send({**dpop, "DPoP": stolen})  # same token, the thief's key
+            payments = proof(alice, dpop_at, "POST", "/payments")
+            async with session.post(
+                gw.url + "/payments", headers={**dpop, "DPoP": payments}
+            ) as response:  # scope re-checked: the token has accounts only
+                outcomes.append((response.status, (await response.json())["reason"]))
+            services = gw.worker.auth
+            assert services is not None
+            claims = jwt.decode(dpop_at, options={"verify_signature": False})
+            jti = str(claims["jti"])
+            await services.store.revoke_token(jti, jwt_factory.NOW + 600, actor="test")
+            await send({**dpop, "DPoP": proof(alice, dpop_at, "GET", "/accounts")})
+            clock.advance(31)  # past the mTLS token's exp
+            await send(with_cert(mine, bearer(mtls_at)))
+        assert len(gw.worker.connections) <= 1  # all of it over one connection
+    finally:
+        await gw.stop()
+    assert outcomes == [
+        (200, None),
+        (401, "mtls_binding_mismatch"),
+        (200, None),
+        (200, None),
+        (401, "dpop_binding_mismatch"),
+        (403, "insufficient_scope"),
+        (401, "token_revoked"),
+        (401, "token_expired"),
+    ]
+    # Verified once per token change on the connection, and again once expired.
+    assert verified == [mtls_at, dpop_at, mtls_at]

@@ -27,6 +27,7 @@ from finward.auth.token_cache import TokenCache, verify_with_cache
 from finward.auth.token_policy import TYP_ABSENT, IssuerPolicy, TokenError
 from finward.auth.tokens import (
     VerifiedToken,
+    check_times,
     peek_unverified,
     token_sha256,
     verified_from_introspection,
@@ -211,6 +212,30 @@ class GatewayTokenVerifier:
             raise TokenError("token_malformed", "the access token is not a JWT")
         claims = await opaque.introspection.introspect(token)
         return verified_from_introspection(claims, opaque.config.issuer, token_sha256(token))
+
+    def stamp(self, token: VerifiedToken) -> object | None:
+        """What ``token`` was just verified against (issuer runtime, key set), for
+        ``revalidate``; None when it cannot be revalidated that way (opaque tokens)."""
+        runtime = self._jwt.get(token.issuer)
+        if runtime is None or runtime.keys is None or token.token_type == "opaque":
+            return None
+        return (runtime, runtime.keys.cached)
+
+    def revalidate(self, token: VerifiedToken, stamp: object) -> bool:
+        """Whether ``token`` still stands without verifying it again: the same issuer
+        configuration and the same, still fresh key set as at ``stamp``. Re-runs the time
+        checks (raises ``TokenError`` when the token has expired meanwhile). False: call
+        ``verify`` (the keys were refreshed, or the configuration changed)."""
+        if not isinstance(stamp, tuple):
+            return False
+        runtime = self._jwt.get(token.issuer)
+        if runtime is None or stamp[0] is not runtime or runtime.keys is None:
+            return False
+        keys = stamp[1]
+        if keys is None or runtime.keys.fresh_keys() is not keys:
+            return False
+        check_times(token.claims, runtime.policy, self._clock.now())
+        return True
 
     async def _verify_jwt(self, runtime: IssuerRuntime, token: str) -> VerifiedToken:
         provider = runtime.keys

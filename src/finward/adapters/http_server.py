@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
@@ -117,6 +117,8 @@ class HttpProtocol(asyncio.Protocol):
         # (reader, header value, (DER, thumbprint, not-after)) of the last verified
         # client-certificate header on this connection.
         self.cert_memo: tuple[object, str, tuple[bytes, str, float]] | None = None
+        # What policies remember between this connection's requests (RequestView).
+        self.memo: dict[object, Any] = {}
         self.scheme = "http"
         self.tls: TlsInfo | None = None
         self.reading: Exchange | None = None  # being parsed

@@ -205,6 +205,14 @@ class KeyProvider:
     def cached(self) -> KeySet | None:
         return self._keys
 
+    def fresh_keys(self) -> KeySet | None:
+        """The cached keys if younger than ``max_age_s`` (what ``get_keys`` would return
+        without fetching), else None."""
+        keys = self._keys
+        if keys is not None and self._clock.monotonic() - self._fetched_at < self._max_age_s:
+            return keys
+        return None
+
     async def get_keys(self) -> KeySet:
         """The issuer's keys: cached, refreshed once older than ``max_age_s``."""
         keys = self._keys

@@ -109,6 +109,7 @@ async def handle_exchange(
         tls=conn.tls,
         request_id=rid,
         interaction_id=iid,
+        connection_memo=conn.memo,
     )
     ctx = Context()
     out = _Outcome()

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NoReturn, Protocol
 
-from finward.auth.bearer import extract_bearer, is_token_in_query
+from finward.auth.bearer import PresentedToken, extract_bearer, is_token_in_query
 from finward.auth.dpop import (
     DPoPError,
     DPoPPolicy,
@@ -71,6 +71,15 @@ class TokenVerifier(Protocol):
     """Turns a presented token into a verified one, or raises TokenError/DenialError."""
 
     async def verify(self, token: str) -> VerifiedToken: ...
+
+    def stamp(self, token: VerifiedToken) -> object | None:
+        """An opaque note of what ``token`` was verified against; None: no shortcut."""
+        ...
+
+    def revalidate(self, token: VerifiedToken, stamp: object) -> bool:
+        """True when ``token`` still stands at ``stamp`` (time checks re-run, raising
+        TokenError on expiry); False when it must be verified again."""
+        ...
 
 
 class AuthState(Protocol):
@@ -196,19 +205,24 @@ class AuthPolicy:
             self._token_refusal(
                 TokenError("token_in_cookie", "tokens go in Authorization"), rule, error=False
             )
-        try:
-            presented = extract_bearer(headers, "")
-        except TokenError as exc:
-            anonymous = exc.reason == "token_missing" and "authorization" not in headers
-            if anonymous and rule.token == "optional":
-                return None  # no credentials at all, on an operation that allows that
-            self._token_refusal(exc, rule)
-        try:
-            token = await self.verifier.verify(presented.token)
-        except TokenError as exc:
-            self._token_refusal(exc, rule, scheme=presented.scheme)
-        except DenialError as exc:  # JWKS or introspection unavailable: 503, fail closed
-            raise _Refusal(exc.to_decision()) from None
+        remembered = self._remembered(request)
+        if remembered is not None:
+            presented, token = remembered
+        else:
+            try:
+                presented = extract_bearer(headers, "")
+            except TokenError as exc:
+                anonymous = exc.reason == "token_missing" and "authorization" not in headers
+                if anonymous and rule.token == "optional":
+                    return None  # no credentials at all, on an operation that allows that
+                self._token_refusal(exc, rule)
+            try:
+                token = await self.verifier.verify(presented.token)
+            except TokenError as exc:
+                self._token_refusal(exc, rule, scheme=presented.scheme)
+            except DenialError as exc:  # JWKS or introspection unavailable: 503, fail closed
+                raise _Refusal(exc.to_decision()) from None
+            self._remember(request, presented, token)
         # Provisional, so a refusal below is still logged with the verified client.
         ctx.principal = Principal(token, presented.scheme, None, None, None)
         self._check_state(token, rule, presented.scheme)
@@ -237,6 +251,43 @@ class AuthPolicy:
             tpp=tpp,
             consent_id=consent if isinstance(consent, str) and consent else None,
         )
+
+    def _remembered(self, request: RequestView) -> tuple[PresentedToken, VerifiedToken] | None:
+        """The token verified on an earlier request of this connection, when the client
+        sends the very same Authorization header and the verifier vouches that nothing it
+        was verified against changed. Everything after verification (revocation,
+        suspension, binding, scopes, TPP) still runs for this request."""
+        memo = request.connection_memo
+        if memo is None:
+            return None
+        entry = memo.get(self)
+        if entry is None:
+            return None
+        value, presented, token, stamp = entry
+        values = request.headers.get_all("authorization")
+        if len(values) != 1 or values[0] != value:
+            return None
+        try:
+            if not self.verifier.revalidate(token, stamp):
+                return None
+        except TokenError:
+            del memo[self]
+            return None  # the full path refuses it with the right reason
+        return presented, token
+
+    def _remember(
+        self, request: RequestView, presented: PresentedToken, token: VerifiedToken
+    ) -> None:
+        memo = request.connection_memo
+        if memo is None:
+            return
+        stamp = self.verifier.stamp(token)
+        if stamp is None:
+            memo.pop(self, None)
+            return
+        values = request.headers.get_all("authorization")
+        if len(values) == 1:
+            memo[self] = (values[0], presented, token, stamp)
 
     def _check_state(self, token: VerifiedToken, rule: OperationAuth, scheme: str) -> None:
         try:
