@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from typing import TypeGuard
 
@@ -23,7 +24,9 @@ from finward.http import TlsInfo
 X5T_S256 = "x5t#S256"
 # base64url without padding of a 32-byte SHA-256 digest.
 _THUMBPRINT_CHARS = 43
-_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+# 42 base64url characters, then one that carries the last 4 data bits and 2 zero bits of
+# a 32-byte value.
+_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 
 
 class MtlsError(FinwardError):
@@ -53,9 +56,7 @@ def is_thumbprint(value: object) -> TypeGuard[str]:
     return (
         isinstance(value, str)
         and len(value) == _THUMBPRINT_CHARS
-        and all(c in _B64URL for c in value)
-        # The last character of a 32-byte value carries 4 data bits and 2 zero bits.
-        and value[-1] in "AEIMQUYcgkosw048"
+        and _THUMBPRINT.fullmatch(value) is not None
     )
 
 
