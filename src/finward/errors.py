@@ -42,6 +42,7 @@ REASONS: dict[str, Reason] = _catalogue(
     Reason("expectation_failed", 417, "Only 'Expect: 100-continue' is supported"),
     Reason("client_cert_invalid", 400, "The forwarded client certificate is invalid"),
     Reason("too_many_connections", 503, "The gateway has too many open connections"),
+    Reason("too_many_connections_from_ip", 429, "Too many open connections from this address"),
     # Upstream.
     Reason("upstream_unavailable", 502, "The upstream API could not be reached"),
     Reason("upstream_timeout", 504, "The upstream API did not answer in time"),
@@ -93,6 +94,11 @@ REASONS: dict[str, Reason] = _catalogue(
     Reason("token_in_body", 401, "Access tokens are accepted only in the Authorization header"),
     Reason("token_in_cookie", 401, "Access tokens are accepted only in the Authorization header"),
     Reason("state_store_unavailable", 503, "The gateway's shared state store is unavailable"),
+    # Rate limits, quotas and concurrency caps (OWASP API4:2023).
+    Reason("rate_limited", 429, "Too many requests; slow down"),
+    Reason("quota_exhausted", 429, "The request quota for this period is used up"),
+    Reason("concurrency_limited", 429, "Too many requests of this client are in progress"),
+    Reason("rate_limit_unavailable", 503, "The gateway's rate limit store is unavailable"),
 )
 
 

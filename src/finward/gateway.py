@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,7 +24,11 @@ from finward.core.pipeline import AnyPolicy, Pipeline
 from finward.core.route_policy import RoutingPolicy
 from finward.core.routing import Mount, Router
 from finward.errors import ConfigError
+from finward.limits.base import Check, LimitStore, Outcome
+from finward.limits.policy import RateLimitPolicy
+from finward.limits.rules import compile_limits
 from finward.openapi.loader import load_spec
+from finward.openapi.model import LoadedSpec
 
 
 class AuthBackend(Protocol):
@@ -37,6 +42,18 @@ class AuthBackend(Protocol):
     def verifier(self, auth: AuthConfig) -> TokenVerifier: ...
 
 
+class LimitBackend(Protocol):
+    """What the adapter provides for rate limits (finward.adapters.limit_runtime)."""
+
+    clock: Clock
+
+    @property
+    def store(self) -> LimitStore: ...
+
+    def store_error(self, detail: str) -> None:
+        """The store failed (called at most once per 10 s): emit an event."""
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledGateway:
     """Everything a request needs, built once per configuration (re)load."""
@@ -45,17 +62,25 @@ class CompiledGateway:
     router: Router
     pipeline: Pipeline
     auth: AuthPolicy | None = None
+    rate_limit: RateLimitPolicy | None = None
 
 
-def compile_gateway(config: GatewayConfig, backend: AuthBackend | None = None) -> CompiledGateway:
+def compile_gateway(
+    config: GatewayConfig,
+    backend: AuthBackend | None = None,
+    limits: LimitBackend | None = None,
+) -> CompiledGateway:
     """Compile ``config``. Without ``backend`` (validation only) the auth policy is built
-    but refuses every request with 503, as it has no way to verify tokens."""
+    but refuses every request with 503, as it has no way to verify tokens; without
+    ``limits``, so does the rate limit policy."""
     mounts = []
+    specs: list[tuple[str, LoadedSpec]] = []
     rules: dict[tuple[str, str, str], OperationAuth] = {}
     auth_on = bool(config.auth.issuers)
     problems: list[str] = []
     for api in config.apis:
         spec = load_spec(api.spec, api=api.name)
+        specs.append((api.name, spec))
         mounts.append(
             Mount(
                 api=api.name,
@@ -75,6 +100,12 @@ def compile_gateway(config: GatewayConfig, backend: AuthBackend | None = None) -
             problems.extend(exc.problems)
             continue
         rules.update({(api.name, m, t): rule for (m, t), rule in compiled.items()})
+    rate_limit = None
+    if config.rate_limits.limits:
+        try:
+            rate_limit = _rate_limit_policy(config, specs, limits)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     router = Router.compile(mounts)
@@ -83,8 +114,32 @@ def compile_gateway(config: GatewayConfig, backend: AuthBackend | None = None) -
     if auth_on:
         auth_policy = _auth_policy(config.auth, rules, backend)
         policies.append(auth_policy)
+    if rate_limit is not None:  # after auth: limits count per client, TPP, PSU …
+        policies.append(rate_limit)
     return CompiledGateway(
-        config=config, router=router, pipeline=Pipeline(policies), auth=auth_policy
+        config=config,
+        router=router,
+        pipeline=Pipeline(policies),
+        auth=auth_policy,
+        rate_limit=rate_limit,
+    )
+
+
+def _rate_limit_policy(
+    config: GatewayConfig,
+    specs: list[tuple[str, LoadedSpec]],
+    backend: LimitBackend | None,
+) -> RateLimitPolicy:
+    settings = config.rate_limits
+    compiled = compile_limits(settings, specs)
+    if backend is None:
+        return RateLimitPolicy(compiled, _NoLimitStore(), SystemClock(), headers=settings.headers)
+    return RateLimitPolicy(
+        compiled,
+        backend.store,
+        backend.clock,
+        headers=settings.headers,
+        on_store_error=backend.store_error,
     )
 
 
@@ -148,3 +203,25 @@ class _NoBackend:
 
     def is_client_suspended(self, client_id: str) -> bool:
         raise RuntimeError("no state store")
+
+
+class _NoLimitStore:
+    """Stands in when a configuration is compiled only to be validated: fails closed
+    (503 internal_error), even for limits with on_store_error: open."""
+
+    shared = False
+
+    async def start(self) -> None:
+        return None
+
+    async def acquire(self, checks: Sequence[Check], now: float) -> tuple[Outcome, ...]:
+        raise RuntimeError("no rate limit store")
+
+    async def release(self, checks: Sequence[Check], now: float) -> None:
+        raise RuntimeError("no rate limit store")
+
+    async def peek(self, check: Check, now: float) -> Outcome:
+        raise RuntimeError("no rate limit store")
+
+    async def close(self) -> None:
+        return None

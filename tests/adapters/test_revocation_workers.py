@@ -18,7 +18,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import aiohttp
 import pytest
@@ -32,6 +31,7 @@ from finward.sandbox.authserver.server import authserver_of, start_authserver
 from finward.sandbox.authserver.tokens import mint_access_token
 from tests.harness import TEST_SPEC, Upstream
 from tests.procs import TOKEN, Proc, start, stop
+from tests.services import require_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -43,16 +43,6 @@ STREAK = 20
 CONCURRENCY = 4  # requests in flight at once, so both workers accept some
 GIVE_UP_S = 5.0
 CLIENT_ID = "tpp-initech"
-
-
-def _is_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _require_service(problem: str) -> NoReturn:
-    if _is_ci():
-        pytest.fail(f"{problem}; CI is set, so services are mandatory", pytrace=False)
-    pytest.skip(problem)
 
 
 @dataclass
@@ -71,7 +61,7 @@ def redis_store() -> Iterator[RedisStore]:
         client.ping()
     except redis.RedisError as exc:
         client.close()
-        _require_service(f"Redis at {REDIS_URL} is unreachable ({type(exc).__name__})")
+        require_service(f"Redis at {REDIS_URL} is unreachable ({type(exc).__name__})")
     prefix = f"finward-test-{uuid.uuid4().hex[:12]}"
     separator = "&" if "?" in REDIS_URL else "?"
     # 375 ms per call, as the storage tests: still refresh 250 + 2 x 375 = max_stale 1 s.

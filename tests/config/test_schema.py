@@ -38,6 +38,9 @@ MODEL_OF = {
     "apis[].auth": (model.ApiAuthConfig, set()),
     "apis[].auth.tags.<name>": (model.AccessRule, set()),
     "apis[].auth.operations.<name>": (model.AccessRule, set()),
+    "rate_limits": (model.RateLimitsConfig, set()),
+    "rate_limits.limits[]": (model.RateLimitConfig, set()),
+    "rate_limits.limits[].apply_to": (model.RateLimitApplyTo, set()),
 }
 
 

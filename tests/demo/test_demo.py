@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import os
 import signal
@@ -13,16 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from finward.auth.dpop import DPoPPolicy, verify_dpop_proof
 from finward.cli.main import app
+from finward.config.loader import load_config
 from finward.demo.oauth import DPoPKey
-from finward.demo.processes import Endpoints
-from finward.demo.report import is_expected, percentile
+from finward.demo.processes import DemoProcesses, Endpoints, example_config_path
+from finward.demo.report import is_expected, matches_step, percentile, shortfalls
 from finward.demo.runner import (
     IDENTITY_VARIABLES,
     SHARED_VARIABLES,
+    DemoRun,
+    Player,
     check_variables,
     identities,
     shared_variables,
@@ -38,6 +44,7 @@ from finward.demo.scenario import (
 from finward.demo.traffic import Outcome, raw_request_line, render_body
 from finward.http import Headers
 from finward.sandbox.data import build_bank
+from finward.sandbox.paths import spec_path
 
 CLI = [sys.executable, "-c", "from finward.cli.main import main; main()"]
 DEMO_BUDGET_S = 60.0
@@ -110,7 +117,8 @@ steps:
         "steps[1]: `name` is required (a non-empty string)",
         "steps[1] (?): request: unknown key 'verb'; known: "
         "body, chunked, headers, json, method, pad_to, path, raw",
-        "steps[2] (a): `expect` is required: a mapping with `status` and/or `reason`",
+        "steps[2] (a): `expect` is required: a mapping with `status` and/or `reason` "
+        "(or a list of them)",
     ]
     assert str(info.value).splitlines()[0].startswith("s.yaml: steps[0] (a)")
 
@@ -137,7 +145,7 @@ def test_reason_null_means_forwarded_and_a_reason_must_match() -> None:
     text = STEP.format(kind="attack", request="{path: /x}").replace(
         "{status: 200}", "{status: 400, reason: null}"
     )
-    expect = parse_scenario(text).steps[0].expect
+    (expect,) = parse_scenario(text).steps[0].expect
     assert expect.reason == ""
     assert is_expected(Outcome(400, None, 1.0, 10), expect)
     assert not is_expected(Outcome(400, "path_not_canonical", 1.0, 10), expect)
@@ -178,7 +186,169 @@ def test_the_default_scenario_is_valid_and_uses_only_known_variables() -> None:
             )
             assert not any(h.lower() == "x-finward-psu-id" for h in step.request.headers)
     auth_steps = [s for s in scenario.steps if s.category == "authentication"]
-    assert {s.expect.reason for s in auth_steps} >= AUTH_ATTACK_REASONS
+    assert {e.reason for s in auth_steps for e in s.expect} >= AUTH_ATTACK_REASONS
+
+
+RATE_STEP = """
+steps:
+  - name: burst
+    kind: attack
+    request: {{path: /v1/accounts}}
+    repeat: 10
+{extra}
+"""
+
+
+def test_expect_may_list_outcomes_with_a_count_that_must_be_reached() -> None:
+    text = RATE_STEP.format(
+        extra="""    expect:
+      - {status: 429, reason: rate_limited, at_least: 6}
+      - {status: 200, reason: null}"""
+    )
+    step = parse_scenario(text).steps[0]
+    limited, served = step.expect
+    assert (limited.statuses, limited.reason, limited.at_least) == ((429,), "rate_limited", 6)
+    assert (served.statuses, served.reason, served.at_least) == ((200,), "", 0)
+    assert step.describe_expect() == "429 rate_limited (>=6) | 200 forwarded"
+    refused = Outcome(429, "rate_limited", 1.0, 10)
+    forwarded = Outcome(200, None, 1.0, 10)
+    assert matches_step(refused, step.expect) and matches_step(forwarded, step.expect)
+    assert not matches_step(Outcome(429, "quota_exhausted", 1.0, 10), step.expect)
+    assert shortfalls([refused] * 6 + [forwarded] * 4, step.expect) == []
+    assert shortfalls([refused] * 5 + [forwarded] * 5, step.expect) == ["429 rate_limited (>=6): 5"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (
+            "    expect: {status: 429, at_least: 3}",
+            "expect.at_least needs a list of outcomes",
+        ),
+        (
+            "    expect: [{status: 429, at_least: 8}, {status: 200, at_least: 3}]",
+            "the `at_least` counts add up to more than `repeat`",
+        ),
+        ("    expect: [{status: 429, at_least: -1}]", "expect.at_least must be a whole number"),
+        ("    expect: []", "`expect` is required"),
+        ("    rate_per_s: 0\n    expect: {status: 200}", "`rate_per_s` must be a number above 0"),
+        ("    rate_per_s: fast\n    expect: {status: 200}", "`rate_per_s` must be a number"),
+    ],
+)
+def test_bad_outcome_lists_and_rates_are_reported(extra: str, problem: str) -> None:
+    problems = problems_of(RATE_STEP.format(extra=extra))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("steps[0] (burst): ")
+    assert problem in problems[0]
+
+
+def test_rate_limits_must_be_a_mapping_and_are_kept_as_written() -> None:
+    text = RATE_STEP.format(extra="    rate_per_s: 12.5\n    expect: {status: 200}")
+    assert problems_of("rate_limits: [a]\n" + text) == [
+        "rate_limits: must be a mapping (the gateway's `rate_limits` section)"
+    ]
+    section = "rate_limits:\n  limits: [{name: x, algorithm: gcra, limit: 1}]\n"
+    scenario = parse_scenario(section + text)
+    assert scenario.rate_limits == {"limits": [{"name": "x", "algorithm": "gcra", "limit": 1}]}
+    assert scenario.steps[0].rate_per_s == 12.5
+    assert parse_scenario(text).rate_limits is None
+
+
+def test_the_demo_gateway_gets_the_scenarios_rate_limits_and_they_are_valid(
+    tmp_path: Path,
+) -> None:
+    scenario = load_scenario(default_scenario_path())
+    assert scenario.rate_limits is not None
+    procs = DemoProcesses(
+        tmp_path,
+        2026,
+        example_config_path(),
+        public_base_url=scenario.public_base_url,
+        rate_limits=scenario.rate_limits,
+    )
+    path, _ = procs._write_config("http://127.0.0.1:1", "http://127.0.0.1:2")
+    config = load_config(path)
+    assert config.server.workers == 1  # memory:// counts in one process
+    assert config.rate_limits.store == "memory://"
+    names = {limit.name: limit for limit in config.rate_limits.limits}
+    assert names["transaction-details"].algorithm == "gcra"
+    assert names["card-history-daily"].calendar == "day"
+    # The operations the limits name are the sandbox bank's (the gateway checks it too).
+    spec = yaml.safe_load(spec_path().read_text(encoding="utf-8"))
+    operation_ids = {
+        op["operationId"]
+        for item in spec["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict) and "operationId" in op
+    }
+    for limit in names.values():
+        assert set(limit.apply_to.operations) <= operation_ids, limit.name
+    # Without a rate_limits section in the scenario, the gateway has none.
+    bare = DemoProcesses(tmp_path, 2026, example_config_path(), public_base_url="http://x")
+    assert (
+        load_config(
+            bare._write_config("http://127.0.0.1:1", "http://127.0.0.1:2")[0]
+        ).rate_limits.limits
+        == ()
+    )
+
+
+def test_the_default_scenario_has_a_scraper_and_a_client_that_keeps_within_its_limit() -> None:
+    scenario = load_scenario(default_scenario_path())
+    steps = {s.name: s for s in scenario.steps}
+    scraper = steps["scraper floods transaction details"]
+    assert scraper.kind == "attack" and scraper.auth is not None
+    assert scraper.auth.client == "tpp-scraper" and scraper.rate_per_s is None
+    assert {(e.reason, e.at_least > 0) for e in scraper.expect} == {
+        ("rate_limited", True),
+        ("", False),
+    }
+    paced = steps["transaction details, paced"]
+    assert paced.kind == "legit" and paced.rate_per_s is not None
+    assert [(e.statuses, e.reason) for e in paced.expect] == [((200,), "")]
+    # It asks for more than the burst, so only the pacing keeps it clear of a 429 ...
+    limits = {limit["name"]: limit for limit in scenario.rate_limits["limits"]}  # type: ignore[index]
+    details = limits["transaction-details"]
+    assert paced.repeat > details["burst"]
+    # ... and a little under the limit's rate adds up to less than the burst by the end.
+    assert paced.repeat - details["limit"] * paced.repeat / paced.rate_per_s < details["burst"]
+    # The demo stays quick: the paced step takes about repeat / rate seconds.
+    assert paced.repeat / paced.rate_per_s <= 3
+    quota = steps["scraper exhausts its daily card quota"]
+    assert {e.reason for e in quota.expect} == {"quota_exhausted", ""}
+    assert sum(e.at_least for e in quota.expect) == quota.repeat
+
+
+def test_a_paced_step_starts_its_requests_at_the_rate_it_names() -> None:
+    text = RATE_STEP.format(
+        extra="    concurrency: 3\n    rate_per_s: 50\n    expect: {status: 200}"
+    )
+    scenario = parse_scenario(text)
+    endpoints = Endpoints("", "http://gw", "", "127.0.0.1", 1, Path("a"), Path("c"))
+    run = DemoRun(scenario=scenario, seed=1, endpoints=endpoints, started_at="now")
+    run.sources = {"legit": "127.0.0.1", "attack": "127.0.0.2"}
+    player = Player(run, [{}], {}, lambda n: None)
+    started: list[float] = []
+
+    async def send(step: Any, index: int, source: str, base_url: str) -> Outcome:
+        started.append(asyncio.get_running_loop().time())
+        return Outcome(200, None, 1.0, 10)
+
+    player.send = send  # type: ignore[method-assign]
+
+    async def play() -> Any:
+        try:
+            return await player.play_step(scenario.steps[0])
+        finally:
+            await player.http.close()
+            await player.tpp.close()
+
+    result = asyncio.run(play())
+    assert len(result.outcomes) == 10
+    gaps = [b - a for a, b in itertools.pairwise(started)]
+    # 10 requests at 50 a second: 0.18 s from the first to the last, never two at once.
+    assert started[-1] - started[0] == pytest.approx(0.18, abs=0.05)
+    assert min(gaps) > 0.01
 
 
 AUTH_STEP = """
@@ -338,6 +508,23 @@ def test_the_demo_blocks_every_attack_and_serves_every_legit_request(tmp_path: P
             assert report["gateway"]["by_reason"].get(reason, 0) >= step["requests"], reason
     for reason in AUTH_ATTACK_REASONS:
         assert reason in result.stdout, reason
+    # Rate limits: the scraper's burst allowance is served and the rest refused with
+    # Retry-After; the paced client never sees a 429, and every answer it gets says what
+    # is left of its limits. The reason table shows both refusals.
+    by_name = {step["name"]: step for step in steps}
+    scraper = by_name["scraper floods transaction details"]
+    assert scraper["actual"]["429 rate_limited"] >= 200
+    assert set(scraper["actual"]) == {"429 rate_limited", "200 forwarded"}
+    assert scraper["retry_after"] == scraper["actual"]["429 rate_limited"]
+    quota = by_name["scraper exhausts its daily card quota"]
+    assert quota["actual"] == {"200 forwarded": 30, "429 quota_exhausted": 10}
+    assert quota["retry_after"] == 10
+    paced = by_name["transaction details, paced"]
+    assert paced["actual"] == {"200 forwarded": paced["requests"]}
+    assert paced["rate_limit_headers"] == paced["requests"]
+    for reason in ("rate_limited", "quota_exhausted"):
+        assert reason in result.stdout, reason
+        assert report["gateway"]["by_reason"][reason] == report["by_reason"][reason]
     # Legit traffic came from tokens the demo's authorisation server issued.
     assert report["endpoints"]["authserver"].startswith("http://127.0.0.1:")
     assert report["endpoints"]["public_url"] == "https://api.bank.example"

@@ -13,6 +13,7 @@ from finward.auth.jwk import MAX_JWKS_KEYS, parse_jwks
 from finward.auth.tokens import IssuerPolicy, TokenError, verify_access_token
 from finward.clock import FakeClock
 from finward.sandbox.authserver.clients import (
+    CLIENT_SECRET_BASIC,
     TLS_CLIENT_AUTH,
     ClientRegistration,
     ClientRegistry,
@@ -189,9 +190,11 @@ def test_default_tpps_carry_the_eidas_organisation_ids_of_the_test_certificates(
     clients = {c.client_id: c for c in default_clients()}
     assert clients["tpp-acme-ais"].organisation_id == "PSDDE-BAFIN-123456"
     assert clients["finward-gateway"].can_introspect and not clients["finward-gateway"].grant_types
-    tpps = [c for c in clients.values() if c.roles]
+    tpps = [c for c in clients.values() if TLS_CLIENT_AUTH in c.auth_methods]
     assert len(tpps) == 3
     assert all((c.organisation_id or "").startswith("PSDDE-BAFIN-") for c in tpps)
+    # The demo's scraper has no certificate: a client secret only.
+    assert clients["tpp-scraper"].auth_methods == {CLIENT_SECRET_BASIC}
 
 
 @pytest.mark.parametrize(

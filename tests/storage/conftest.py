@@ -13,7 +13,6 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 import pytest
 import redis
@@ -22,22 +21,12 @@ from redis.retry import Retry
 
 from finward.clock import Clock, FakeClock, SystemClock
 from finward.storage import StateStore, open_state_store, parse_state_store_url
+from tests.services import require_service
 
 REDIS_URL_ENV = "FINWARD_TEST_REDIS_URL"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 # Every key a test run writes starts with this, so cleanup never touches anyone else's.
 RUN_PREFIX = f"finward-test-{uuid.uuid4().hex[:12]}"
-
-
-def is_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def require_service(problem: str) -> NoReturn:
-    if is_ci():
-        msg = f"{problem}; CI is set, so services are mandatory (.ci/run starts them)"
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(problem)
 
 
 @pytest.fixture(scope="session")

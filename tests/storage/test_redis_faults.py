@@ -9,12 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +21,7 @@ import trustme
 import finward.storage.redis_store as redis_store
 from finward.clock import SystemClock
 from finward.storage import StateStore, StateStoreError, StateStoreUnavailable, open_state_store
+from tests.services import ThrowawayRedis, free_port
 from tests.storage import wait_until
 
 pytestmark = pytest.mark.redis
@@ -32,66 +29,6 @@ pytestmark = pytest.mark.redis
 # What "fail fast" means for a caller: the default deadline is 100 ms; the rest is
 # slack for a loaded 2-core CI machine.
 FAIL_FAST_S = 0.5
-
-
-@dataclass
-class ThrowawayRedis:
-    binary: str
-    workdir: Path
-    port: int
-    extra_args: tuple[str, ...] = ()
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    def start(self) -> None:
-        log = self.workdir / f"redis-{self.port}.log"
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
-                *("--logfile", str(log)),
-                *self.extra_args,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"redis-server exited: {log.read_text(errors='replace')[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
-                return
-            except OSError:
-                time.sleep(0.01)
-        pytest.fail(f"redis-server did not listen on {self.port} within 10 s")
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=10)
-
-    def freeze(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-    def destroy(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)  # a stopped process ignores SIGTERM
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

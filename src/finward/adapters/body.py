@@ -2,7 +2,9 @@
 
 Backpressure: the protocol stops reading the socket while more than
 ``HIGH_WATER`` bytes wait here, so a fast client cannot make the gateway buffer
-an upload the upstream reads slowly.
+an upload the upstream reads slowly. The channel keeps the time reading was held
+that way, and when its consumer first asked for data, so the minimum body rate
+(``limits.min_body_rate_bytes_s``) only counts time the client was free to send.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ class ClientGoneError(Exception):
 class BodyFramingError(Exception):
     """The message broke HTTP framing (bad coding, bad chunk, timeout).
 
-    ``reason`` is the reason code. Raised from parser callbacks, and set on a body
-    channel whose reader must answer with it.
+    ``reason`` is the reason code and ``detail`` an optional explanation for the
+    problem body. Raised from parser callbacks, and set on a body channel whose
+    reader must answer with it.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, detail: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.detail = detail
 
 
 class BodyChannel:
@@ -41,10 +45,13 @@ class BodyChannel:
         "_chunks",
         "_pause",
         "_paused",
+        "_paused_at",
+        "_paused_s",
         "_resume",
         "_waiter",
         "eof",
         "error",
+        "first_read_at",
         "on_first_read",
         "received",
     )
@@ -56,11 +63,15 @@ class BodyChannel:
         self._pause = pause
         self._resume = resume
         self._paused = False
+        self._paused_at = 0.0  # loop time reading was last paused for backpressure
+        self._paused_s = 0.0  # total time reading was paused for backpressure, until then
         self.eof = False
         self.error: BaseException | None = None
         self.received = 0
         # Called once when the consumer first asks for data ("Expect: 100-continue").
         self.on_first_read: Callable[[], None] | None = None
+        # Loop time of the consumer's first read (when "100 Continue" goes out), or None.
+        self.first_read_at: float | None = None
 
     def feed(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -68,6 +79,7 @@ class BodyChannel:
         self.received += len(data)
         if self._buffered > HIGH_WATER and not self._paused:
             self._paused = True
+            self._paused_at = asyncio.get_running_loop().time()
             self._pause()
         self._wake()
 
@@ -80,6 +92,10 @@ class BodyChannel:
             self.error = error
         self._wake()
 
+    def paused_for(self, now: float) -> float:
+        """Seconds until ``now`` (loop time) that the gateway held reading for backpressure."""
+        return self._paused_s + (now - self._paused_at if self._paused else 0.0)
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -87,6 +103,8 @@ class BodyChannel:
 
     async def read(self) -> bytes:
         """Next chunk; b"" at the end. Raises the failure that ended the body."""
+        if self.first_read_at is None:
+            self.first_read_at = asyncio.get_running_loop().time()
         if self.on_first_read is not None:
             callback, self.on_first_read = self.on_first_read, None
             callback()
@@ -98,6 +116,7 @@ class BodyChannel:
                 self._buffered -= len(chunk)
                 if self._paused and self._buffered < LOW_WATER:
                     self._paused = False
+                    self._paused_s += asyncio.get_running_loop().time() - self._paused_at
                     self._resume()
                 return chunk
             if self.eof:

@@ -5,6 +5,11 @@ smuggling shape (CL+TE, repeated Content-Length, bad chunk sizes, obs-fold,
 whitespace before the colon, bare LF). This module maps each refusal to a
 stable reason code, enforces size and time limits, and serialises requests on
 a connection (pipelined requests queue; responses go out in order).
+
+Slow clients (slowloris, slow POST / R.U.D.Y.) are bounded by one timer per
+connection: an absolute header deadline (bytes still trickling in do not extend
+it), an absolute body deadline, and a minimum average body rate checked by the same
+timer (never per chunk). Connections are capped in total and per client IP.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from finward.adapters.body import (
 )
 from finward.adapters.deadline import Deadline
 from finward.adapters.tls import describe
+from finward.core.forwarding import is_trusted
 from finward.http import TlsInfo
 
 if TYPE_CHECKING:
@@ -52,6 +58,10 @@ def reason_for_parser_error(message: str) -> str:
 FEED_SLICE = 65_536
 # How long to keep discarding a refused client's input before closing (see close_lingering).
 LINGER_S = 2.0
+# Least time between two checks of one body's rate: a client sending just above the
+# minimum is re-checked at most this often (a fast one almost never: its next possible
+# failure lies far ahead).
+RATE_CHECK_INTERVAL_S = 0.25
 
 
 class _HeadersTooLargeError(Exception):
@@ -128,6 +138,12 @@ class HttpProtocol(asyncio.Protocol):
         self._url = bytearray()
         self._header_bytes = 0
         self._deadline = Deadline()  # idle, header, body or linger: one at a time
+        self._counted_ip = False  # peer_ip holds a slot in the per-IP table
+        # The body being read: when its clock started, its absolute deadline, and whether
+        # the client waits for "100 Continue" (its rate clock starts at the first read).
+        self._body_started = 0.0
+        self._body_deadline = 0.0
+        self._body_waits_continue = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self.closed = False
@@ -147,23 +163,54 @@ class HttpProtocol(asyncio.Protocol):
             self.scheme = "https"
             version, cipher, der = describe(ssl_object)
             self.tls = TlsInfo(version, cipher, der, "tls" if der else None)
-        if len(self.worker.connections) >= self.worker.limits.max_connections:
+        limits = self.worker.limits
+        if len(self.worker.connections) >= limits.max_connections:
             # Refuse early and cheaply: one fixed response, no parsing (fd exhaustion defence).
             self.closing = True
             self.refuse_now("too_many_connections")
             return
+        per_ip = limits.max_connections_per_ip
+        if per_ip and self.peer_ip:
+            table = self.worker.connections_per_ip
+            held = table.get(self.peer_ip, 0)
+            if held >= per_ip and not self._is_peer_trusted():
+                # One source holding many sockets (slowloris from a single host): refuse it
+                # without starving everyone else of the global cap.
+                self.closing = True
+                self.refuse_now("too_many_connections_from_ip")
+                return
+            table[self.peer_ip] = held + 1
+            self._counted_ip = True
         self.worker.connections.add(self)
         self._arm(self.worker.limits.keepalive_timeout_s, self._on_idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.worker.connections.discard(self)
+        if self._counted_ip:
+            self._counted_ip = False
+            table = self.worker.connections_per_ip
+            held = table.get(self.peer_ip, 0) - 1
+            if held > 0:
+                table[self.peer_ip] = held
+            else:
+                table.pop(self.peer_ip, None)
         self._deadline.cancel()
         for ex in (self.reading, self.handling, *self.queue):
             if ex is not None and ex.body is not None:
                 ex.body.fail(ClientGoneError())
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(ClientGoneError())
+
+    def _is_peer_trusted(self) -> bool:
+        """Whether the socket peer is one of proxy.trusted_proxies (cached like the proxy)."""
+        trusted = self.worker.state.config.proxy.trusted_proxies
+        cached = self.peer_trust
+        if cached is not None and cached[0] is trusted:
+            return cached[1]
+        result = is_trusted(self.peer_ip, trusted)
+        self.peer_trust = (trusted, result)
+        return result
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -223,6 +270,62 @@ class HttpProtocol(asyncio.Protocol):
             self.closing = True
             return
         self.refuse_now("request_timeout")
+
+    def _start_body_clock(self, waits_continue: bool) -> None:
+        now = asyncio.get_running_loop().time()
+        self._body_started = now
+        self._body_deadline = now + self.worker.limits.body_timeout_s
+        self._body_waits_continue = waits_continue
+        self._arm_body_check(now)
+
+    def _arm_body_check(self, now: float) -> None:
+        """Arm the connection's one timer for the body deadline or the next rate check."""
+        when = self._body_deadline
+        limits = self.worker.limits
+        rate = limits.min_body_rate_bytes_s
+        ex = self.reading
+        if rate > 0 and ex is not None and ex.body is not None:
+            body = ex.body
+            start = body.first_read_at if self._body_waits_continue else self._body_started
+            if start is None:  # waiting for the handler to want the body (100 Continue)
+                check = now + limits.min_body_rate_grace_s
+            else:
+                # The earliest moment the average could fall below the minimum, had no
+                # further byte arrived: when the active time reaches received / rate.
+                active = now - start - body.paused_for(now)
+                need = max(limits.min_body_rate_grace_s, body.received / rate)
+                check = now + max(need - active, RATE_CHECK_INTERVAL_S)
+            when = min(when, check)
+        self._arm(when - now, self._on_body_check)
+
+    def _on_body_check(self) -> None:
+        ex = self.reading
+        body = ex.body if ex is not None else None
+        if body is None or body.eof or body.error is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now >= self._body_deadline - 0.001:
+            self._on_request_timeout()  # limits.body_timeout_s: the absolute cap
+            return
+        limits = self.worker.limits
+        rate = limits.min_body_rate_bytes_s
+        start = body.first_read_at if self._body_waits_continue else self._body_started
+        if rate > 0 and start is not None:
+            active = now - start - body.paused_for(now)
+            if active >= limits.min_body_rate_grace_s and body.received < rate * active:
+                # Slow POST (R.U.D.Y.): the reader answers 408, or aborts the upstream
+                # exchange the body was streaming into.
+                body.fail(
+                    BodyFramingError(
+                        "request_timeout",
+                        f"the request body was sent too slowly: {body.received} bytes in "
+                        f"{active:.1f} s, below the minimum of {rate} bytes/s",
+                    )
+                )
+                self.closing = True
+                self.pause_reading()
+                return
+        self._arm_body_check(now)
 
     # -- parsing -----------------------------------------------------------------------
 
@@ -321,11 +424,14 @@ class HttpProtocol(asyncio.Protocol):
         ex.keep_alive = parser.should_keep_alive() and not self.closing
         length = None
         codings: list[str] = []
+        waits_continue = False
         for name, value in ex.headers:
             if name == "content-length":
                 length = int(value)  # llhttp validated digits and uniqueness
             elif name == "transfer-encoding":
                 codings.extend(c.strip().lower() for c in value.split(","))
+            elif name == "expect":
+                waits_continue = value.strip().lower() == "100-continue"
         chunked = ex.chunked = bool(codings)
         if chunked and codings != ["chunked"]:
             # Only a lone "chunked" is understood. Dropping another coding (e.g. gzip)
@@ -336,7 +442,7 @@ class HttpProtocol(asyncio.Protocol):
             ex.error_reason = "body_too_large"  # refused before any byte is read
         if ex.has_body:
             ex.body = BodyChannel(self.pause_reading, self.resume_reading)
-            self._arm(self.worker.limits.body_timeout_s, self._on_request_timeout)
+            self._start_body_clock(waits_continue)
         else:
             self._disarm()
         self.queue.append(ex)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ from finward.core.request_ids import pick_ids
 from finward.decision import Decision
 from finward.events import RequestEvent
 from finward.http import Headers, RequestView, TlsInfo
+
+log = logging.getLogger("finward.proxy")
 
 if TYPE_CHECKING:
     from finward.adapters.http_server import Exchange, HttpProtocol
@@ -114,20 +117,24 @@ async def handle_exchange(
     ctx = Context()
     out = _Outcome()
     decision = _precheck(conn, ex, request, split is not None, state, peer_trusted)
-    if decision is None:
-        pipeline = state.gateway.pipeline
-        if pipeline.is_async:
-            decision = await pipeline.evaluate_async(request, ctx)
+    try:
+        if decision is None:
+            pipeline = state.gateway.pipeline
+            if pipeline.is_async:
+                decision = await pipeline.evaluate_async(request, ctx)
+            else:
+                decision = pipeline.evaluate(request, ctx)
+            out.decided_by = ctx.decided_by
         else:
-            decision = pipeline.evaluate(request, ctx)
-        out.decided_by = ctx.decided_by
-    else:
-        out.decided_by = "http"
-        ex.keep_alive = False  # a protocol-level refusal ends the connection
-    if decision.allowed and ctx.route is not None:
-        await _forward(worker, state, conn, ex, request, ctx, out, peer_trusted)
-    else:
-        _refuse(conn, ex, request, ctx, decision, out)
+            out.decided_by = "http"
+            ex.keep_alive = False  # a protocol-level refusal ends the connection
+        if decision.allowed and ctx.route is not None:
+            await _forward(worker, state, conn, ex, request, ctx, out, peer_trusted)
+        else:
+            _refuse(conn, ex, request, ctx, decision, out)
+    finally:
+        if ctx.on_done is not None:  # e.g. concurrency slots: freed however it ended
+            await _run_on_done(ctx)
     route = ctx.route
     principal = ctx.principal
     worker.emit(
@@ -160,6 +167,14 @@ async def handle_exchange(
             binding=principal.binding if principal is not None else None,
         )
     )
+
+
+async def _run_on_done(ctx: Context) -> None:
+    for callback in ctx.on_done or ():
+        try:
+            await callback()
+        except Exception:  # never let cleanup break the connection; leases expire anyway
+            log.exception("an on_done callback failed")
 
 
 def _first(headers: list[tuple[str, str]], name: str) -> str | None:
@@ -354,7 +369,7 @@ def _body_failure(ex: Exchange) -> Decision | None:
     if isinstance(error, BodyTooLargeError):
         return Decision.deny("body_too_large")
     if isinstance(error, BodyFramingError):
-        return Decision.deny(error.reason)
+        return Decision.deny(error.reason, error.detail)
     return None
 
 

@@ -84,6 +84,9 @@ class _Reloader:
             notes.append("a new worker count needs a restart")
         if new.auth.state_store != self.config.auth.state_store:
             notes.append("a new auth.state_store needs a restart; keeping the old store")
+        old_limits = self.config.rate_limits
+        if old_limits.limits and new.rate_limits.store != old_limits.store:
+            notes.append("rate_limits.store changes need a restart; keeping the old store")
         return new, "; ".join(notes) or "ok"
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from finward.adapters.auth_runtime import AuthServices
 from finward.adapters.clientcert import ClientCertReader
 from finward.adapters.http_server import Exchange, HttpProtocol
+from finward.adapters.limit_runtime import LimitServices
 from finward.adapters.proxy import handle_exchange, upstream_drop_set
 from finward.adapters.upstream import UpstreamPool
 from finward.clock import Clock, SystemClock
@@ -44,12 +45,17 @@ class WorkerState:
         return self.gateway.config
 
 
-def build_state(config: GatewayConfig, auth: AuthServices | None = None) -> WorkerState:
+def build_state(
+    config: GatewayConfig,
+    auth: AuthServices | None = None,
+    limits: LimitServices | None = None,
+) -> WorkerState:
     """Compile everything a request needs; raises on a bad configuration.
 
-    Without ``auth`` (validation only) an authenticating gateway refuses every request.
+    Without ``auth`` (validation only) an authenticating gateway refuses every request;
+    without ``limits``, so does a gateway with rate limits.
     """
-    gateway = compile_gateway(config, auth)
+    gateway = compile_gateway(config, auth, limits)
     reader = None
     if config.proxy.client_cert_header:
         ca = config.proxy.client_cert_ca
@@ -76,22 +82,30 @@ class Worker:
         self.auth: AuthServices | None = None
         if config.auth.issuers:
             self.auth = AuthServices(config.auth, self.clock, self.emit)
-        self.state = build_state(config, self.auth)
+        self.rate_limits: LimitServices | None = None
+        if config.rate_limits.limits:
+            self.rate_limits = LimitServices(config.rate_limits.store, self.clock, self.emit)
+        self.state = build_state(config, self.auth, self.rate_limits)
         self.limits = config.limits
         self.metrics = MetricsRegistry()
         self.access_log = AccessLog(config.logging.access_log)
         self.bus.subscribe(self.metrics)
         self.bus.subscribe(self.access_log)
         self.connections: set[HttpProtocol] = set()
+        # Open connections per socket-peer IP in this process (limits.max_connections_per_ip:
+        # per worker, so with N workers one address may hold up to N times the cap).
+        self.connections_per_ip: dict[str, int] = {}
         self.draining = False
         self.inflight = 0
         self._flush_handle: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
-        """Connect what needs connecting (the state store) in this process's loop."""
+        """Connect what needs connecting (the state and limit stores) in this loop."""
         if self.auth is not None:
             await self.auth.start()
+        if self.rate_limits is not None:
+            await self.rate_limits.start()
 
     def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run a background task, keeping a reference until it ends (no lost tasks)."""
@@ -139,13 +153,17 @@ class Worker:
     async def reload(self, config: GatewayConfig, *, actor: str = "signal") -> None:
         """Swap in a new configuration atomically; raises (keeping the old) if it is bad.
 
-        The state store stays the one the worker started with: a new
-        ``auth.state_store`` needs a restart (the runner says so).
+        The state and limit stores stay the ones the worker started with: a new
+        ``auth.state_store`` or ``rate_limits.store`` needs a restart (the runner says so).
         """
         if config.auth.issuers and self.auth is None:
             services = self.auth = AuthServices(config.auth, self.clock, self.emit)
             await services.start()
-        new_state = build_state(config, self.auth)
+        if config.rate_limits.limits and self.rate_limits is None:
+            limits = LimitServices(config.rate_limits.store, self.clock, self.emit)
+            await limits.start()
+            self.rate_limits = limits
+        new_state = build_state(config, self.auth, self.rate_limits)
         old, self.state = self.state, new_state
         self.limits = config.limits
         old.retired = True
@@ -169,4 +187,6 @@ class Worker:
         await self.state.upstreams.close()
         if self.auth is not None:
             await self.auth.close()
+        if self.rate_limits is not None:
+            await self.rate_limits.close()
         self.access_log.close()

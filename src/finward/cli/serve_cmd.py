@@ -63,6 +63,16 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    limits = cfg.rate_limits
+    if cfg.server.workers > 1 and limits.limits and limits.store.lower().startswith("memory:"):
+        # The config check says the same for server.workers; --workers bypasses it.
+        typer.echo(
+            "finward: cannot start: rate_limits.store is memory://, which each worker would "
+            f"count on its own (up to {cfg.server.workers} times every limit); "
+            "use redis:// or one worker",
+            err=True,
+        )
+        raise typer.Exit(2)
     _setup_logging(cfg.logging.level)
     try:
         if cfg.server.workers > 1:

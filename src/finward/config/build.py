@@ -27,6 +27,9 @@ from finward.config.model import (
     ListenConfig,
     LoggingConfig,
     ProxyConfig,
+    RateLimitApplyTo,
+    RateLimitConfig,
+    RateLimitsConfig,
     ServerConfig,
     TimeoutsConfig,
     TlsListenConfig,
@@ -40,6 +43,8 @@ _INTEGER_KEYS = frozenset(
     {
         "port",
         "max_connections",
+        "max_connections_per_ip",
+        "min_body_rate_bytes_s",  # a rate in bytes per second, not a duration
         "max_body_bytes",
         "max_header_bytes",
         "max_headers",
@@ -122,6 +127,7 @@ def build_config(
         logging=LoggingConfig(**logging_settings),
         server=ServerConfig(**_settings(document.get("server"), base_dir, _SERVER_PATHS)),
         auth=_build_auth(_dict(document.get("auth")), base_dir),
+        rate_limits=_build_rate_limits(_dict(document.get("rate_limits"))),
         source=source,
         secret_locations=secret_locations,
     )
@@ -172,6 +178,32 @@ def _build_api_auth(raw: dict[str, Any]) -> ApiAuthConfig:
 
 def _access_rules(section: Any) -> dict[str, AccessRule]:
     return {key: AccessRule(**_settings(rule, Path())) for key, rule in _dict(section).items()}
+
+
+# Integer settings of one rate limit (JSON Schema accepts 20.0 as an integer).
+_RATE_LIMIT_INTEGERS = frozenset({"limit", "burst", "cost"})
+
+
+def _build_rate_limits(raw: dict[str, Any]) -> RateLimitsConfig:
+    limits = tuple(_build_rate_limit(_dict(item)) for item in raw.get("limits") or [])
+    return RateLimitsConfig(**{k: v for k, v in raw.items() if k != "limits"}, limits=limits)
+
+
+def _build_rate_limit(raw: dict[str, Any]) -> RateLimitConfig:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "apply_to":
+            value = RateLimitApplyTo(**{k: tuple(v) for k, v in _dict(value).items()})
+        elif key == "costs":
+            value = {name: int(cost) for name, cost in _dict(value).items()}
+        elif key in _RATE_LIMIT_INTEGERS and isinstance(value, float):
+            value = int(value)
+        elif key.endswith("_s") and isinstance(value, int):
+            value = float(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return RateLimitConfig(**out)
 
 
 def _settings(section: Any, base_dir: Path, paths: frozenset[str] = frozenset()) -> dict[str, Any]:

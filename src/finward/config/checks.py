@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from finward.config.model import IdentityHeadersConfig
 from finward.config.problems import Location, Problem, shorten
+from finward.config.rate_limit_checks import check_rate_limits
 from finward.core.forwarding import FORWARDING_HEADERS, HOP_BY_HOP
 from finward.storage.base import MemoryStoreConfig, parse_state_store_url
 
@@ -71,6 +72,7 @@ def check_semantics(document: Any, ctx: CheckContext) -> list[Problem]:
     if _is_text(server.get("pid_file")):
         problems += _check_parent_dir(("server", "pid_file"), server["pid_file"], ctx)
     problems += _check_auth(document, ctx)
+    problems += check_rate_limits(document)
     return problems
 
 

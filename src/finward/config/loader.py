@@ -163,12 +163,15 @@ def _load_specs(
 
 
 def _urls_with_credentials(document: Any) -> frozenset[Location]:
-    """auth.state_store when it holds a password (redis://:password@host)."""
-    auth = document.get("auth") if isinstance(document, dict) else None
-    store = auth.get("state_store") if isinstance(auth, dict) else None
-    if isinstance(store, str) and "@" in store:
-        return frozenset({("auth", "state_store")})
-    return frozenset()
+    """auth.state_store and rate_limits.store when they hold a password
+    (redis://:password@host)."""
+    found: set[Location] = set()
+    for section, key in (("auth", "state_store"), ("rate_limits", "store")):
+        parent = document.get(section) if isinstance(document, dict) else None
+        store = parent.get(key) if isinstance(parent, dict) else None
+        if isinstance(store, str) and "@" in store:
+            found.add((section, key))
+    return frozenset(found)
 
 
 def _secret_named(

@@ -216,6 +216,12 @@ class LimitsConfig:
     body_timeout_s: float = 30.0
     keepalive_timeout_s: float = 75.0
     max_connections: int = 10_000
+    # Slow POST (R.U.D.Y.): after the grace period, a body arriving at a lower average
+    # rate is refused with 408. 0 turns the check off (body_timeout_s still applies).
+    min_body_rate_bytes_s: int = 1_024
+    min_body_rate_grace_s: float = 5.0
+    # Connections one socket-peer IP may hold, per worker process; 0 turns it off.
+    max_connections_per_ip: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +250,49 @@ class ServerConfig:
     pid_file: Path | None = None
 
 
+# -- rate limits, quotas and concurrency caps (docs/configuration.md, "rate_limits") ------
+
+RateLimitAlgorithm = Literal["gcra", "sliding_window", "fixed_window", "concurrency"]
+RateLimitCalendar = Literal["day", "month"]
+StoreErrorMode = Literal["open", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitApplyTo:
+    """Which operations a limit counts; every list empty means every operation."""
+
+    apis: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    operations: tuple[str, ...] = ()  # operationId or "METHOD /path/template"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    name: str  # [a-z0-9_-]; in RateLimit headers, metrics and store keys
+    algorithm: RateLimitAlgorithm
+    limit: int  # cost units per period_s (or per calendar window; concurrency: in flight)
+    period_s: float = 1.0
+    burst: int | None = None  # gcra only; null: = limit
+    calendar: RateLimitCalendar | None = None  # fixed_window only
+    timezone: str = "UTC"  # of the calendar windows
+    lease_s: float = 60.0  # concurrency only: a lost release frees the slot after this
+    # Parts of the counting key: client_id, tpp, psu, consent, token, ip,
+    # net:<v4 bits>:<v6 bits>, header:<Name>, claim:<name>.
+    key: tuple[str, ...] = ("client_id",)
+    cost: int = 1
+    costs: Mapping[str, int] = field(default_factory=dict)  # by operationId or METHOD /path
+    apply_to: RateLimitApplyTo = RateLimitApplyTo()
+    on_store_error: StoreErrorMode | None = None  # null: rate_limits.on_store_error
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitsConfig:
+    store: str = field(default="memory://", repr=False)  # may hold a password
+    headers: bool = True  # RateLimit-Policy and RateLimit on every response
+    on_store_error: StoreErrorMode = "closed"
+    limits: tuple[RateLimitConfig, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     listen: ListenConfig = ListenConfig()
@@ -255,6 +304,7 @@ class GatewayConfig:
     logging: LoggingConfig = LoggingConfig()
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
     source: Path | None = None  # the file this was loaded from
     # Locations, written as `finward config check` prints them ("admin.token",
     # "upstreams.bank.url"), whose values are secrets: named like one, or filled in from

@@ -90,7 +90,15 @@ def is_secret_location(location: Location) -> bool:
     names = [item for item in location if isinstance(item, str)]
     if not names or names[-1] in _NOT_SECRET_NAMES or _is_access_rule_token(location):
         return False
+    if _is_rate_limit_key(location):
+        return False
     return is_secret_name(names[-1])
+
+
+def _is_rate_limit_key(location: Location) -> bool:
+    """rate_limits.limits[i].key (and its items): key parts such as client_id or
+    header:X-Api-Key, not a secret."""
+    return location[:2] == ("rate_limits", "limits") and location[3:4] == ("key",)
 
 
 def _is_access_rule_token(location: Location) -> bool:

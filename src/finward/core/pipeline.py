@@ -9,7 +9,7 @@ Enforcement fails closed: an exception inside a policy becomes a 503
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -40,6 +40,15 @@ class Context:
     # Refuse a form body that carries access_token (RFC 6750 §2.2); the adapter owns
     # the body, so it checks before forwarding.
     check_form_token: bool = False
+    # Awaited by the adapter once the exchange is over, whatever its outcome (answered,
+    # refused by a later policy, upstream failure, client gone): e.g. releasing a
+    # concurrency slot. None until a policy adds one (most requests need none).
+    on_done: list[Callable[[], Awaitable[None]]] | None = None
+
+    def add_on_done(self, callback: Callable[[], Awaitable[None]]) -> None:
+        if self.on_done is None:
+            self.on_done = []
+        self.on_done.append(callback)
 
 
 class Policy(Protocol):

@@ -8,7 +8,8 @@ manager make sure no gateway is left listening after an error.
 Every child binds port 0 and announces the port it got, so the demo never races
 another program for a "free" port between probing and binding. The gateway's policy is
 the shipped example plus authentication (`auth_overlay`): tokens from the demo's
-authorisation server, sender-constrained, with Berlin Group error codes. Its DPoP `htu`
+authorisation server, sender-constrained, with Berlin Group error codes; and the
+scenario's rate limits, if it has any (`rate_limit_overlay`). Its DPoP `htu`
 base is the scenario's public URL, not the random port: the URL clients use, as behind
 a load balancer.
 """
@@ -16,12 +17,14 @@ a load balancer.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -113,12 +116,14 @@ class DemoProcesses:
         *,
         public_base_url: str,
         audience: str = DEFAULT_AUDIENCE,
+        rate_limits: Mapping[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir.resolve()  # the config resolves paths from its own folder
         self.seed = seed
         self.example_config = example_config
         self.public_base_url = public_base_url
         self.audience = audience
+        self.rate_limits = rate_limits  # the scenario's, for the gateway
         self.children: list[Child] = []
         self.endpoints: Endpoints | None = None
         self.limits: dict[str, Any] = {}  # the policy's `limits`, for size-attack variables
@@ -213,6 +218,8 @@ class DemoProcesses:
         access_log = self.workdir / "access.log"
         config.setdefault("logging", {})["access_log"] = str(access_log)
         auth_overlay(config, issuer, self.public_base_url, self.audience)
+        if self.rate_limits is not None:
+            rate_limit_overlay(config, self.rate_limits)
         self.limits = dict(config.get("limits") or {})
         path = self.workdir / "finward.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -241,6 +248,18 @@ def auth_overlay(config: dict[str, Any], issuer: str, public_base_url: str, audi
         "public_base_url": public_base_url,
         "state_store": "memory://",  # one worker: replayed proofs are caught in memory
     }
+
+
+def rate_limit_overlay(config: dict[str, Any], rate_limits: Mapping[str, Any]) -> None:
+    """Give the demo gateway the scenario's `rate_limits` section, as written.
+
+    The scenario's expectations (a scraper refused, a paced client never) depend on these
+    exact limits, so they travel with the scenario, not with the example policy.
+    """
+    config["rate_limits"] = copy.deepcopy(dict(rate_limits))
+    if str(config["rate_limits"].get("store", "memory://")).startswith("memory:"):
+        # Counters in one process's memory are exact only if one process counts.
+        config.setdefault("server", {})["workers"] = 1
 
 
 def _wait_ready(child: Child, pattern: re.Pattern[str]) -> tuple[int, ...]:

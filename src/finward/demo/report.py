@@ -42,6 +42,21 @@ def is_expected(outcome: Outcome, expect: Expectation) -> bool:
     return (outcome.reason or "") == expect.reason
 
 
+def matches_step(outcome: Outcome, expect: tuple[Expectation, ...]) -> bool:
+    """A request came out as expected if it matches any of the step's outcomes."""
+    return any(is_expected(outcome, e) for e in expect)
+
+
+def shortfalls(outcomes: list[Outcome], expect: tuple[Expectation, ...]) -> list[str]:
+    """The outcomes that had to happen `at_least` times and did not, with their count."""
+    missing = []
+    for e in expect:
+        seen = sum(is_expected(o, e) for o in outcomes)
+        if seen < e.at_least:
+            missing.append(f"{e.describe()}: {seen}")
+    return missing
+
+
 def describe_outcome(outcome: Outcome) -> str:
     if outcome.status is None:
         return f"no response ({outcome.error})"
@@ -50,9 +65,12 @@ def describe_outcome(outcome: Outcome) -> str:
 
 def _step_entry(result: StepResult) -> dict[str, Any]:
     step, outcomes = result.step, result.outcomes
-    matched = [is_expected(o, step.expect) for o in outcomes]
+    matched = [matches_step(o, step.expect) for o in outcomes]
     actual = Counter(describe_outcome(o) for o in outcomes)
     mismatches = [describe_outcome(o) for o, ok in zip(outcomes, matched, strict=True) if not ok]
+    missing = shortfalls(outcomes, step.expect)
+    statuses = list(dict.fromkeys(s for e in step.expect for s in e.statuses))
+    single = step.expect[0] if len(step.expect) == 1 else None
     entry: dict[str, Any] = {
         "name": step.name,
         "kind": step.kind,
@@ -60,16 +78,28 @@ def _step_entry(result: StepResult) -> dict[str, Any]:
         "transport": "raw" if step.request.is_raw else "http",
         "requests": len(outcomes),
         "expected": {
-            "status": list(step.expect.statuses),
-            "reason": step.expect.reason,
-            "text": step.expect.describe(),
+            # With several acceptable outcomes: every status, and no single reason.
+            "status": statuses,
+            "reason": single.reason if single is not None else None,
+            "text": step.describe_expect(),
+            "outcomes": [
+                {"status": list(e.statuses), "reason": e.reason, "at_least": e.at_least}
+                for e in step.expect
+            ],
         },
         "actual": dict(actual.most_common()),
         "matched": sum(matched),
         "blocked": sum(o.blocked for o in outcomes),
-        "ok": all(matched) and len(outcomes) == step.repeat,
+        # Responses that carried the RateLimit header, and refusals that said when to retry.
+        "rate_limit_headers": sum(o.rate_limit is not None for o in outcomes),
+        "retry_after": sum(o.retry_after is not None for o in outcomes if o.status == 429),
+        "ok": all(matched) and not missing and len(outcomes) == step.repeat,
         "mismatch_examples": mismatches[:MISMATCH_EXAMPLES],
     }
+    if missing:
+        entry["missing"] = missing
+    if step.rate_per_s is not None:
+        entry["rate_per_s"] = step.rate_per_s
     if step.note:
         entry["note"] = step.note
     return entry
@@ -280,9 +310,12 @@ def _steps_table(report: dict[str, Any], console: Console) -> None:
         )
         mark = Text("✓", style="green") if step["ok"] else Text("✗", style="bold red")
         expected = step["expected"]["text"] + (" *" if "note" in step else "")
+        name = step["name"]
+        if "rate_per_s" in step:
+            name += f" ({step['rate_per_s']:g}/s)"
         table.add_row(
             mark,
-            step["name"],
+            name,
             step["category"],
             str(step["requests"]),
             expected,

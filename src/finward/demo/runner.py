@@ -187,9 +187,15 @@ class Player:
         outcomes: list[Outcome | None] = [None] * step.repeat
         counter = iter(range(step.repeat))
         source = step.source or self.run.sources[step.kind]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
 
         async def worker() -> None:
             for index in counter:  # a shared iterator: workers take the next free repeat
+                if step.rate_per_s is not None:
+                    # Paced: request i starts i/rate after the first, whichever worker
+                    # sends it (a worker still waiting for an answer just starts late).
+                    await asyncio.sleep(max(0.0, started + index / step.rate_per_s - loop.time()))
                 outcome = await self.send(step, index, source, self.run.endpoints.gateway_url)
                 outcomes[index] = outcome
                 if step.capture and outcome.status is not None and outcome.status < 300:
@@ -327,7 +333,11 @@ def run_demo(
         with tempfile.TemporaryDirectory(prefix="finward-demo-") as tmp:
             base = workdir or Path(tmp)
             with DemoProcesses(
-                base, seed, example_config_path(), public_base_url=scenario.public_base_url
+                base,
+                seed,
+                example_config_path(),
+                public_base_url=scenario.public_base_url,
+                rate_limits=scenario.rate_limits,
             ) as procs:
                 assert procs.endpoints is not None
                 bank = bank_future.result()

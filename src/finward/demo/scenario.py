@@ -13,6 +13,11 @@ scenario's `clients`, for which PSU, and how the token and its DPoP proof are pr
 or tampered with. `finward.demo.oauth` turns that into headers (inserted right after
 the request line of a raw request); the transport never knows why a header is there.
 
+A scenario may also give the demo gateway a `rate_limits` section (passed on as
+written), and a step may pace its requests (`rate_per_s`) to keep within it. Where a
+limit lets a burst's first requests through and refuses the rest, `expect` lists both
+outcomes, with `at_least` on the one that must really happen.
+
 Strings may use `{name}` variables that the runner fills from the sandbox's deterministic
 data (`{psu}`, `{account_id}`, `{iban}`, …) and from earlier steps' `capture`s.
 """
@@ -39,10 +44,11 @@ MAX_CONCURRENCY = 64
 _VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _STEP_KEYS = frozenset(
     {"name", "kind", "category", "request", "repeat", "concurrency", "expect", "source"}
-    | {"capture", "direct_probe", "note", "auth"}
+    | {"capture", "direct_probe", "note", "auth", "rate_per_s"}
 )
 _REQUEST_KEYS = frozenset({"method", "path", "headers", "json", "body", "raw", "pad_to", "chunked"})
-_EXPECT_KEYS = frozenset({"status", "reason"})
+_EXPECT_KEYS = frozenset({"status", "reason", "at_least"})
+MAX_RATE_PER_S = 1000.0
 _AUTH_KEYS = frozenset(
     {"client", "psu", "scope", "token", "bind", "scheme", "in", "proof", "proof_key"}
     | {"keep", "replay"}
@@ -90,15 +96,19 @@ class RequestTemplate:
 
 @dataclass(frozen=True, slots=True)
 class Expectation:
+    """One acceptable outcome. A step lists one or more; every request must match one."""
+
     statuses: tuple[int, ...]  # empty: any status
     # "" means "no reason": the request must reach the upstream (not refused by finward).
     reason: str | None = None
+    # At least this many of the step's requests must come out this way (a rate limit's
+    # refusals beside the requests its burst allowance lets through).
+    at_least: int = 0
 
     def describe(self) -> str:
         status = "/".join(str(s) for s in self.statuses) or "any"
-        if self.reason is None:
-            return status
-        return f"{status} {self.reason or 'forwarded'}"
+        text = status if self.reason is None else f"{status} {self.reason or 'forwarded'}"
+        return f"{text} (>={self.at_least})" if self.at_least else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +146,8 @@ class Step:
     kind: StepKind
     category: str
     request: RequestTemplate
-    expect: Expectation
+    # The acceptable outcomes (one or more): each request must match one of them.
+    expect: tuple[Expectation, ...]
     repeat: int = 1
     concurrency: int = 1
     source: str | None = None  # local address to send from; default per kind
@@ -144,6 +155,12 @@ class Step:
     direct_probe: bool = False  # also send once straight to the sandbox, for comparison
     note: str = ""
     auth: AuthTemplate | None = None  # None: no credentials at all
+    # Start requests at this steady rate (spread over the workers) instead of as fast as
+    # the gateway answers: a client that keeps within its rate limit. None: no pacing.
+    rate_per_s: float | None = None
+
+    def describe_expect(self) -> str:
+        return " | ".join(e.describe() for e in self.expect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +172,9 @@ class Scenario:
     variables: Mapping[str, str]
     clients: Mapping[str, ClientTemplate] = field(default_factory=dict)  # by client_id
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
+    # The demo gateway's `rate_limits` section, as written (the gateway validates it);
+    # None: the gateway runs without rate limits.
+    rate_limits: Mapping[str, Any] | None = None
 
     @property
     def total_requests(self) -> int:
@@ -201,6 +221,10 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
             f"e.g. {DEFAULT_PUBLIC_BASE_URL}"
         )
         public_base_url = DEFAULT_PUBLIC_BASE_URL
+    rate_limits = data.get("rate_limits")
+    if rate_limits is not None and not isinstance(rate_limits, dict):
+        problems.append("rate_limits: must be a mapping (the gateway's `rate_limits` section)")
+        rate_limits = None
     steps: list[Step] = []
     names: set[str] = set()
     kept: set[str] = set()
@@ -226,6 +250,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         variables=variables,
         clients=clients,
         public_base_url=public_base_url,
+        rate_limits=rate_limits,
     )
 
 
@@ -313,6 +338,17 @@ def _parse_step(raw: object, where: str, problems: list[str]) -> Step | None:
     if request is not None and request.is_raw and (capture or raw.get("direct_probe")):
         problems.append(f"{where}: `capture` and `direct_probe` need an HTTP (not raw) request")
     auth = _parse_auth(raw["auth"], where, problems) if "auth" in raw else None
+    rate_per_s = raw.get("rate_per_s")
+    if rate_per_s is not None and (
+        isinstance(rate_per_s, bool)
+        or not isinstance(rate_per_s, int | float)
+        or not 0 < rate_per_s <= MAX_RATE_PER_S
+    ):
+        problems.append(
+            f"{where}: `rate_per_s` must be a number above 0 and at most {MAX_RATE_PER_S:g}"
+        )
+    if expect is not None and sum(e.at_least for e in expect) > repeat:
+        problems.append(f"{where}: expect: the `at_least` counts add up to more than `repeat`")
     if len(problems) > before or request is None or expect is None:
         return None
     return Step(
@@ -328,6 +364,7 @@ def _parse_step(raw: object, where: str, problems: list[str]) -> Step | None:
         direct_probe=bool(raw.get("direct_probe", False)),
         note=str(raw.get("note", "")).strip(),
         auth=auth,
+        rate_per_s=float(rate_per_s) if rate_per_s is not None else None,
     )
 
 
@@ -467,9 +504,26 @@ def _parse_raw(raw: dict[str, Any], where: str, problems: list[str]) -> RequestT
     return RequestTemplate(method="RAW", path="", raw=text)
 
 
-def _parse_expect(raw: object, where: str, problems: list[str]) -> Expectation | None:
+def _parse_expect(raw: object, where: str, problems: list[str]) -> tuple[Expectation, ...] | None:
+    """`expect` is one outcome (a mapping) or a list of acceptable outcomes."""
+    if isinstance(raw, list) and raw:
+        alternatives = [_parse_outcome(item, where, problems) for item in raw]
+        if any(a is None for a in alternatives):
+            return None
+        return tuple(a for a in alternatives if a is not None)
+    if isinstance(raw, dict) and "at_least" in raw:
+        problems.append(f"{where}: expect.at_least needs a list of outcomes (`expect: [...]`)")
+        return None
+    outcome = _parse_outcome(raw, where, problems)
+    return None if outcome is None else (outcome,)
+
+
+def _parse_outcome(raw: object, where: str, problems: list[str]) -> Expectation | None:
     if not isinstance(raw, dict) or not raw or set(raw) - _EXPECT_KEYS:
-        problems.append(f"{where}: `expect` is required: a mapping with `status` and/or `reason`")
+        problems.append(
+            f"{where}: `expect` is required: a mapping with `status` and/or `reason` "
+            "(or a list of them)"
+        )
         return None
     status = raw.get("status")
     statuses: tuple[int, ...] = ()
@@ -489,7 +543,11 @@ def _parse_expect(raw: object, where: str, problems: list[str]) -> Expectation |
     if reason is not None and not isinstance(reason, str):
         problems.append(f"{where}: expect.reason must be a reason code string or null")
         return None
-    return Expectation(statuses=statuses, reason=reason)
+    at_least = raw.get("at_least", 0)
+    if isinstance(at_least, bool) or not isinstance(at_least, int) or at_least < 0:
+        problems.append(f"{where}: expect.at_least must be a whole number (0 or more)")
+        return None
+    return Expectation(statuses=statuses, reason=reason, at_least=at_least)
 
 
 def substitute(text: str, variables: Mapping[str, str]) -> str:

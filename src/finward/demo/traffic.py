@@ -42,6 +42,9 @@ class Outcome:
     request_id: str | None = None
     error: str | None = None
     body: Any = None  # parsed JSON, kept only when the step captures from it
+    # draft-ietf-httpapi-ratelimit-headers: what the limits said about this request
+    rate_limit: str | None = None  # the RateLimit header: what is left
+    retry_after: str | None = None  # Retry-After, on a refusal
 
     @property
     def blocked(self) -> bool:
@@ -173,6 +176,8 @@ class HttpClient:
                     response_bytes=len(raw),
                     request_id=response.headers.get("X-Request-ID"),
                     body=parsed,
+                    rate_limit=response.headers.get("RateLimit"),
+                    retry_after=response.headers.get("Retry-After"),
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             latency = (time.perf_counter() - started) * 1000
@@ -244,6 +249,8 @@ async def send_raw(
         latency_ms=latency,
         response_bytes=len(head) + len(body),
         request_id=headers.get("x-request-id"),
+        rate_limit=headers.get("ratelimit"),
+        retry_after=headers.get("retry-after"),
     )
 
 

@@ -56,6 +56,8 @@ class MetricsRegistry:
     UPSTREAM_DURATION = "finward_upstream_duration_seconds"
     UPSTREAM_ERRORS = "finward_upstream_errors_total"
     EVENTS = "finward_gateway_events_total"
+    RATE_LIMITED = "finward_rate_limit_refusals_total"
+    RATE_LIMIT_STORE_ERRORS = "finward_rate_limit_store_errors_total"
 
     HELP = {
         REQUESTS: ("counter", "Requests by API, route template, method, status and reason code"),
@@ -63,6 +65,12 @@ class MetricsRegistry:
         UPSTREAM_DURATION: ("histogram", "Upstream response time (to headers), by upstream"),
         UPSTREAM_ERRORS: ("counter", "Upstream failures by upstream and reason code"),
         EVENTS: ("counter", "Gateway events (reloads, admin actions) by kind and outcome"),
+        RATE_LIMITED: ("counter", "Requests refused by a rate limit, by limit name and reason"),
+        RATE_LIMIT_STORE_ERRORS: (
+            "counter",
+            "Requests the rate limit store could not count, by what happened to them "
+            "(on_store_error: closed refused them, open let them pass)",
+        ),
     }
     LABELS = {
         REQUESTS: ("api", "route", "method", "status", "reason"),
@@ -70,16 +78,21 @@ class MetricsRegistry:
         UPSTREAM_DURATION: ("upstream",),
         UPSTREAM_ERRORS: ("upstream", "reason"),
         EVENTS: ("kind", "outcome"),
+        RATE_LIMITED: ("limit", "reason"),
+        RATE_LIMIT_STORE_ERRORS: ("on_store_error",),
     }
     _UPSTREAM_REASONS = frozenset(
         {"upstream_unavailable", "upstream_timeout", "upstream_bad_response"}
     )
+    _RATE_LIMIT_REASONS = frozenset({"rate_limited", "quota_exhausted", "concurrency_limited"})
 
     def __init__(self) -> None:
         self.counters: dict[str, dict[Labels, float]] = {
             self.REQUESTS: {},
             self.UPSTREAM_ERRORS: {},
             self.EVENTS: {},
+            self.RATE_LIMITED: {},
+            self.RATE_LIMIT_STORE_ERRORS: {},
         }
         self.histograms: dict[str, dict[Labels, Histogram]] = {
             self.DURATION: {},
@@ -120,8 +133,23 @@ class MetricsRegistry:
                 )
             if event.upstream and event.reason in self._UPSTREAM_REASONS:
                 self._inc(self.UPSTREAM_ERRORS, (event.upstream, event.reason or ""))
+            if event.findings or event.reason == "rate_limit_unavailable":
+                self._count_rate_limit(event)
         elif isinstance(event, GatewayEvent):
             self._inc(self.EVENTS, (event.kind, event.outcome))
+
+    def _count_rate_limit(self, event: RequestEvent) -> None:
+        """From the rate limit policy's findings: the refusing limit's name (a configured
+        name, so the label is bounded) and store failures."""
+        for finding in event.findings:
+            if finding.policy != "rate_limit":
+                continue
+            if finding.code in self._RATE_LIMIT_REASONS and finding.code == event.reason:
+                self._inc(self.RATE_LIMITED, (finding.detail, finding.code))
+            elif finding.code == "rate_limit_unavailable":
+                self._inc(self.RATE_LIMIT_STORE_ERRORS, ("open",))
+        if event.reason == "rate_limit_unavailable":
+            self._inc(self.RATE_LIMIT_STORE_ERRORS, ("closed",))
 
     # -- multi-worker aggregation -------------------------------------------------
 

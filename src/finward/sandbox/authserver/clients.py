@@ -30,6 +30,7 @@ SANDBOX_CLIENT_SECRETS: Mapping[str, str] = MappingProxyType(
         "tpp-acme-ais": "acme-ais-sandbox-secret",
         "tpp-globex-pis": "globex-pis-sandbox-secret",
         "tpp-initech": "initech-sandbox-secret",
+        "tpp-scraper": "scraper-sandbox-secret",
     }
 )
 
@@ -123,7 +124,11 @@ def default_clients(
     gateway_secret: str = DEFAULT_GATEWAY_SECRET,
     gateway_client_id: str = DEFAULT_GATEWAY_CLIENT_ID,
 ) -> ClientRegistry:
-    """Three TPPs and the gateway. Organisation ids match ``tests/auth/certs.py`` QWACs."""
+    """Four TPPs and the gateway. Organisation ids match ``tests/auth/certs.py`` QWACs.
+
+    ``tpp-scraper`` is a licensed account-information TPP that polls far too eagerly: the
+    demo's rate limits are there for it. It has no certificate, so no organisation id.
+    """
     return ClientRegistry(
         [
             ClientRegistration(
@@ -155,6 +160,14 @@ def default_clients(
                 organisation_id="PSDDE-BAFIN-777777",
                 roles=frozenset({"PSP_AI", "PSP_PI", "PSP_IC"}),
                 auth_methods=frozenset({CLIENT_SECRET_BASIC, TLS_CLIENT_AUTH}),
+            ),
+            ClientRegistration(
+                client_id="tpp-scraper",
+                name="Hoover Aggregation Ltd",
+                secret=SANDBOX_CLIENT_SECRETS["tpp-scraper"],
+                scopes=frozenset({"accounts"}),
+                redirect_uris=("https://scraper.example/cb",),
+                roles=frozenset({"PSP_AI"}),
             ),
             ClientRegistration(
                 client_id=gateway_client_id,

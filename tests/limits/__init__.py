@@ -1,0 +1,1 @@
+"""Tests of finward.limits: algorithms, the memory and Redis stores."""
