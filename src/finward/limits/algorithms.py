@@ -29,6 +29,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from finward.limits.base import Algorithm, Calendar, LimitRule, Outcome
@@ -224,7 +225,14 @@ def calendar_window(now_us: int, calendar: Calendar, zone: ZoneInfo) -> tuple[in
     clocks at 00:00), the day starts at the transition: the first instant of that date.
     """
     # Transitions and midnights fall on whole seconds: the second decides the date.
-    local = datetime.fromtimestamp(now_us // US_PER_S, zone)
+    return _calendar_window_at(now_us // US_PER_S, calendar, zone)
+
+
+# Every request in the same second asks for the same window; zone conversions cost a few
+# µs each. A pure function of its arguments, so a small cache is safe.
+@lru_cache(maxsize=256)
+def _calendar_window_at(second: int, calendar: Calendar, zone: ZoneInfo) -> tuple[int, int]:
+    local = datetime.fromtimestamp(second, zone)
     if calendar == "day":
         first = local.date()
         following = first + timedelta(days=1)

@@ -39,6 +39,8 @@ log = logging.getLogger("finward.limits")
 
 # A store outage touches every request: one log line (and one event) per this many seconds.
 STORE_LOG_INTERVAL_S = 10.0
+# Distinct key values whose digest is remembered (one entry per client, IP ...).
+KEY_CACHE_ENTRIES = 4096
 # draft-ietf-httpapi-ratelimit-headers: the window (``w``) of a calendar quota. A month
 # is announced as 30 days; ``t`` in RateLimit gives the exact time to the next window.
 CALENDAR_WINDOW_S = {"day": 86_400, "month": 30 * 86_400}
@@ -70,6 +72,10 @@ class RateLimitPolicy:
         # prefix keeps them unique across workers and replicas sharing a store.
         self._lease_prefix = lease_prefix if lease_prefix is not None else secrets.token_hex(8)
         self._leases = itertools.count(1)
+        # Digests of recent key values, and the RateLimit-Policy text of recent rule sets:
+        # both are pure functions of their keys, recomputed per request otherwise.
+        self._digests: dict[tuple[str, ...], str] = {}
+        self._policy_text: dict[tuple[str, ...], str] = {}
         self._store_logged_at = -math.inf
 
     async def evaluate(self, request: RequestView, ctx: Context) -> Decision | None:
@@ -91,7 +97,14 @@ class RateLimitPolicy:
             raise RuntimeError("the limit store answered for the wrong number of checks")
         refused = [outcome for outcome in outcomes if not outcome.allowed]
         if self.headers:
-            ctx.response_headers.extend(rate_limit_headers(outcomes, checks, counted=not refused))
+            names = tuple(check.rule.name for check in checks)
+            policy = self._policy_text.get(names)
+            if policy is None:
+                policy = self._policy_text[names] = policy_header(checks)
+            ctx.response_headers.append(("RateLimit-Policy", policy))
+            ctx.response_headers.append(
+                ("RateLimit", rate_limit_state(outcomes, checks, counted=not refused))
+            )
         if refused:
             rule = refused[0].rule
             ctx.findings.append(Finding(self.name, rule.reason, rule.name))
@@ -125,8 +138,17 @@ class RateLimitPolicy:
                 lease = ""
                 if rule.algorithm == "concurrency":
                     lease = f"{self._lease_prefix}-{next(self._leases)}"
-                checks.append(Check(rule, stored_key(rule.name, values), limit.cost, lease))
+                checks.append(Check(rule, self._key(rule.name, values), limit.cost, lease))
         return checks
+
+    def _key(self, name: str, values: list[str]) -> str:
+        memo = (name, *values)
+        key = self._digests.get(memo)
+        if key is None:
+            if len(self._digests) >= KEY_CACHE_ENTRIES:
+                self._digests.clear()  # bounded: random attacker values only churn it
+            key = self._digests[memo] = stored_key(name, values)
+        return key
 
     async def _release(self, slots: tuple[Check, ...]) -> None:
         try:
@@ -176,20 +198,36 @@ def rate_limit_headers(
     outcomes: Sequence[Outcome], checks: Sequence[Check], *, counted: bool = True
 ) -> list[tuple[str, str]]:
     """``RateLimit-Policy`` and ``RateLimit`` (structured-field lists, one member per
-    limit; names are ``[a-z0-9_-]`` so they need no escaping).
+    limit; names are ``[a-z0-9_-]`` so they need no escaping)."""
+    return [
+        ("RateLimit-Policy", policy_header(checks)),
+        ("RateLimit", rate_limit_state(outcomes, checks, counted=counted)),
+    ]
 
-    A store reports ``remaining`` as it would be with the request counted; when another
-    limit refused it, nothing was counted, so its cost is still available."""
+
+def policy_header(checks: Sequence[Check]) -> str:
+    """``RateLimit-Policy``: the quota (``q``) and window (``w``) of each limit."""
     policies = []
-    states = []
-    for outcome, check in zip(outcomes, checks, strict=True):
-        rule = outcome.rule
+    for check in checks:
+        rule = check.rule
         window = window_s(rule)
         policy = f'"{rule.name}";q={rule.capacity}'
         policies.append(policy if window is None else f"{policy};w={window}")
+    return ", ".join(policies)
+
+
+def rate_limit_state(
+    outcomes: Sequence[Outcome], checks: Sequence[Check], *, counted: bool = True
+) -> str:
+    """``RateLimit``: what remains (``r``) and when it is whole again (``t``).
+
+    A store reports ``remaining`` as it would be with the request counted; when another
+    limit refused it, nothing was counted, so its cost is still available."""
+    states = []
+    for outcome, check in zip(outcomes, checks, strict=True):
         remaining = max(0, outcome.remaining)
         if not counted and outcome.allowed:
             remaining += check.cost
         reset = max(0, math.ceil(outcome.reset_s))
-        states.append(f'"{rule.name}";r={remaining};t={reset}')
-    return [("RateLimit-Policy", ", ".join(policies)), ("RateLimit", ", ".join(states))]
+        states.append(f'"{outcome.rule.name}";r={remaining};t={reset}')
+    return ", ".join(states)
