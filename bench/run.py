@@ -53,6 +53,8 @@ CONTENDERS = (
     "direct",
     "nginx",
     "finward",
+    "finward-limits-memory",
+    "finward-limits-redis",
     "finward-mtls",
     "finward-dpop",
     "finward-dpop-ps256",
@@ -61,13 +63,46 @@ BASE_CONTENDERS = ("direct", "nginx", "finward")  # results files from before au
 # The DPoP contenders and the algorithm of the proofs their client signs.
 DPOP_CONTENDERS = {"finward-dpop": "ES256", "finward-dpop-ps256": "PS256"}
 AUTH_CONTENDERS = ("finward-mtls", *DPOP_CONTENDERS)
+# Rate-limit contenders (issue 5) and their limit store: the same three limits each.
+LIMIT_CONTENDERS = {"finward-limits-memory": "memory", "finward-limits-redis": "redis"}
+# Contenders compared with passthrough finward (paired per round).
+VS_PASSTHROUGH = (*LIMIT_CONTENDERS, *AUTH_CONTENDERS)
 CONTENDER_PROCESS = {
     "direct": "nginx-upstream",
     "nginx": "nginx-proxy",
-    **{name: name for name in ("finward", *AUTH_CONTENDERS)},
+    **{name: name for name in ("finward", *LIMIT_CONTENDERS, *AUTH_CONTENDERS)},
 }
 # Issue item 11: req/s of each authenticated contender relative to passthrough finward.
 AUTH_TARGETS = {"finward-mtls": 0.85, "finward-dpop": 0.50, "finward-dpop-ps256": 0.50}
+# Issue 5, item 9: memory limits cost at most 5% of passthrough throughput. The Redis
+# store's requirement is structural (one round trip per request for all its limits): its
+# throughput ratio is reported without a target, its EVALSHA calls per request are counted.
+LIMIT_TARGETS = {"finward-limits-memory": 0.95}
+TARGETS = {**AUTH_TARGETS, **LIMIT_TARGETS}
+LIMITS_SECTION = "## Rate-limit cost"
+LIMIT_HEADER = "X-Client"  # the sliding window's key; wrk sends one constant value
+LIMIT_CLIENT = "bench-client-1"
+# Large enough that wrk is never refused: GCRA 1,000,000/s; a Berlin calendar day of 10^9;
+# a sliding 60 s window of 1,000,000 (a log of one stamp per request: at ~10,000 req/s a
+# 6-8 s run leaves ~80,000 stamps, a full minute of load would leave ~600,000).
+BENCH_LIMITS = (
+    ("burst", "gcra", "limit: 1000000, period_s: 1, burst: 1000000, key: [ip]"),
+    (
+        "daily",
+        "fixed_window",
+        "limit: 1000000000, calendar: day, timezone: Europe/Berlin, key: [ip]",
+    ),
+    ("minute", "sliding_window", f'limit: 1000000, period_s: 60, key: ["header:{LIMIT_HEADER}"]'),
+)
+BENCH_LIMITS_NAMES = ", ".join(n for n, _, _ in BENCH_LIMITS)
+# Commands limits.lua calls inside Redis (counted in INFO commandstats like any other, but
+# they are no round trips): what is left after them and our own INFO is what clients sent.
+SCRIPT_COMMANDS = frozenset(
+    re.findall(
+        r"(?:redis\.p?call|read)\('([A-Z]+)'",
+        (REPO / "src" / "finward" / "limits" / "limits.lua").read_text(),
+    )
+)
 AUTH_TARGET_TEXT = {
     "finward-mtls": "JWT + mTLS binding (verified-token cache) costs ≤ 15% of passthrough",
     "finward-dpop": "JWT + DPoP, ES256 proofs (one P-256 ECDSA verification per request) "
@@ -301,17 +336,109 @@ def start_nginx(procs: Processes, template: str, run_dir: Path, cpu: str, **valu
     return port
 
 
+class RedisForLimits:
+    """The Redis server of finward-limits-redis and its command counters.
+
+    By default a private `redis-server` on a free port (no persistence), on the load core
+    beside the upstream: INFO commandstats then counts finward's commands alone, and its
+    CPU time is read from /proc. With `--redis-url` a shared server is used instead (keys
+    under a fresh prefix, deleted at the end); its counters then include others' commands.
+    """
+
+    def __init__(self, procs: Processes, run_dir: Path, url: str | None) -> None:
+        import redis  # finward's own dependency; imported only when a Redis contender runs
+
+        self.prefix = f"finward-bench-{os.urandom(4).hex()}"
+        self.private = url is None
+        self.pgid: int | None = None
+        if url is None:
+            port = free_port()
+            data = run_dir / "redis"
+            data.mkdir()
+            argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+            argv += ["--save", "", "--appendonly", "no", "--dir", str(data)]
+            proc = procs.start("redis", argv, LOAD_CORE, data / "stderr.log")
+            self.pgid = proc.pid
+            url = f"redis://127.0.0.1:{port}/0"
+        self.base_url = url
+        self.client = redis.Redis.from_url(url, socket_timeout=5)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.client.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.version = str(self.client.info("server")["redis_version"])
+
+    @property
+    def store_url(self) -> str:
+        """The `rate_limits.store` URL (Redis's clock, the default `clock=server`)."""
+        sep = "&" if "?" in self.base_url else "?"
+        return f"{self.base_url}{sep}prefix={self.prefix}"
+
+    def snapshot(self) -> dict[str, float]:
+        stats = self.client.info("commandstats")
+        out = {k.removeprefix("cmdstat_"): float(v["calls"]) for k, v in stats.items()}
+        out["_cpu"] = 0.0 if self.pgid is None else group_cpu_seconds(self.pgid)
+        out["_memory"] = float(self.client.info("memory")["used_memory"])
+        return out
+
+    def delta(self, before: dict[str, float], requests: float, seconds: float) -> dict:
+        """Commands per request between two snapshots (our INFO calls left out)."""
+        after = self.snapshot()
+        calls = {
+            k: after[k] - before.get(k, 0.0)
+            for k in after
+            if not k.startswith("_") and k != "info" and after[k] - before.get(k, 0.0) > 0
+        }
+        top = {k: v for k, v in calls.items() if k.upper() not in SCRIPT_COMMANDS}
+        inner = {k: v for k, v in calls.items() if k.upper() in SCRIPT_COMMANDS}
+        n = max(1.0, requests)
+        return {
+            "redis_evalsha_per_request": calls.get("evalsha", 0.0) / n,
+            "redis_top_level_per_request": sum(top.values()) / n,
+            "redis_script_commands_per_request": sum(inner.values()) / n,
+            "redis_cpu": (after["_cpu"] - before["_cpu"]) / seconds if self.private else -1.0,
+            "redis_used_memory_mb": after["_memory"] / 2**20,
+            "redis_calls": calls,  # type: ignore[dict-item]
+        }
+
+    def cleanup(self) -> None:
+        for key in self.client.scan_iter(match=f"{self.prefix}:*", count=1000):
+            self.client.unlink(key)
+        self.client.close()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of one process, in MiB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def http_get(url: str, headers: dict[str, str], timeout: float = 5) -> tuple[int, bytes]:
     """GET `url`; (status, body), also for 4xx/5xx; (0, b"") when nothing answered."""
+    status, _, body = http_get_full(url, headers, timeout)
+    return status, body
+
+
+def http_get_full(
+    url: str, headers: dict[str, str], timeout: float = 5
+) -> tuple[int, dict[str, str], bytes]:
+    """GET `url`; (status, response headers with lower-case names, body)."""
     try:
         with urllib.request.urlopen(
             urllib.request.Request(url, headers=headers), timeout=timeout
         ) as resp:
-            return resp.status, resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
     except OSError:
-        return 0, b""
+        return 0, {}, b""
 
 
 def finward_auth_yaml(name: str, kit: AuthKit, upstream_port: int) -> tuple[str, str]:
@@ -336,6 +463,13 @@ def finward_auth_yaml(name: str, kit: AuthKit, upstream_port: int) -> tuple[str,
     return top, f"{{sender_constraint: required, sender_method: {method}}}"
 
 
+def finward_limits_yaml(store: str) -> str:
+    """`rate_limits` with the three bench limits (BENCH_LIMITS) on `store`."""
+    lines = ["rate_limits:", f"  store: {json.dumps(store)}", "  headers: true", "  limits:"]
+    lines += [f"    - {{name: {n}, algorithm: {a}, {rest}}}" for n, a, rest in BENCH_LIMITS]
+    return "\n".join(lines) + "\n"
+
+
 def start_finward(
     procs: Processes,
     run_dir: Path,
@@ -343,12 +477,15 @@ def start_finward(
     cpu: str,
     name: str = "finward",
     kit: AuthKit | None = None,
+    limit_store: str | None = None,
 ) -> tuple[int, int]:
     """Start `finward serve --workers 1`; return its port and the Python process's pid."""
     prefix = run_dir / name
     prefix.mkdir()
     config = prefix / "finward.yaml"
     top, api_auth = ("", "") if kit is None else finward_auth_yaml(name, kit, upstream_port)
+    if limit_store is not None:
+        top += finward_limits_yaml(limit_store)
     config.write_text(
         "version: 1\n"
         "listen: {host: 127.0.0.1, port: 0}\n"
@@ -391,6 +528,17 @@ def check_contender(name: str, port: int, body: bytes, kit: AuthKit | None = Non
             detail = content[:300].decode(errors="replace")
             raise RuntimeError(f"{name}: {what}: answered {got}, not {status}: {detail}")
 
+    if name in LIMIT_CONTENDERS:
+        for attempt in ("first", "second"):
+            got, headers, content = http_get_full(url, {LIMIT_HEADER: LIMIT_CLIENT})
+            policy, state = headers.get("ratelimit-policy", ""), headers.get("ratelimit", "")
+            missing = [n for n, _, _ in BENCH_LIMITS if f'"{n}"' not in policy + state]
+            if got != 200 or content != body or not policy or not state or missing:
+                raise RuntimeError(
+                    f"{name}: {attempt} GET: answered {got}, RateLimit-Policy {policy!r}, "
+                    f"RateLimit {state!r} (want 200, the body and all of {BENCH_LIMITS_NAMES})"
+                )
+        return
     if name not in AUTH_CONTENDERS:
         expect("plain GET", {}, 200)
         return
@@ -459,6 +607,11 @@ class WrkScripts:
         self.plain = run_dir / "report.lua"
         self.plain.write_text(WRK_LUA)
         self.lua = {name: self.plain for name in BASE_CONTENDERS}
+        limits = run_dir / "limits.lua"
+        limits.write_text(
+            WRK_STATIC_HEADERS_LUA % (json.dumps(LIMIT_HEADER), json.dumps(LIMIT_CLIENT)) + WRK_LUA
+        )
+        self.lua |= {name: limits for name in LIMIT_CONTENDERS}
         if kit is not None:
             mtls = run_dir / "mtls.lua"
             mtls.write_text(
@@ -499,6 +652,8 @@ def measure(
     expected_rps: float,
     cpu_group: int | None = None,
     measured_rps: float = 0.0,
+    python_pid: int | None = None,
+    redis: RedisForLimits | None = None,
 ) -> dict[str, float]:
     """A warmup and a measured wrk run; for a DPoP contender each gets its own fresh proofs.
 
@@ -524,11 +679,16 @@ def measure(
     else:
         run_wrk(port, warmup, lua, connections)
         args = ()
+    counters = None if redis is None else redis.snapshot()
     cpu = 0.0 if cpu_group is None else group_cpu_seconds(cpu_group)
     r = run_wrk(port, seconds, lua, connections, args)
     if cpu_group is not None:
         r["server_cpu"] = (group_cpu_seconds(cpu_group) - cpu) / seconds
         r["rps_per_core"] = r["rps"] / max(r["server_cpu"], 0.01)
+    if redis is not None and counters is not None:
+        r |= redis.delta(counters, r["requests"], seconds)
+    if python_pid is not None:
+        r["rss_mb"] = rss_mb(python_pid)
     r |= made
     if name in DPOP_CONTENDERS and r["proofs_used"] >= r["proofs_loaded"]:
         r["proofs_exhausted"] = 1
@@ -843,7 +1003,7 @@ def _verdict(result: dict, name: str, ratio: float) -> str:
     """met / missed; a contender with refused requests has no valid figure."""
     if _non_2xx(result, name) != "0":
         return "**not valid** (non-2xx responses; see flagged runs)"
-    return "met" if ratio >= AUTH_TARGETS[name] else "**missed**"
+    return "met" if ratio >= TARGETS[name] else "**missed**"
 
 
 def auth_table(result: dict) -> list[str]:
@@ -879,6 +1039,184 @@ def auth_table(result: dict) -> list[str]:
     return lines
 
 
+def _redis_figure(result: dict, key: str) -> float | None:
+    """Median over rounds of a finward-limits-redis counter (None if not measured)."""
+    rounds = [r["finward-limits-redis"] for r in result["throughput"]["rounds"]]
+    values = [r[key] for r in rounds if key in r]
+    return statistics.median(values) if values else None
+
+
+def limits_table(result: dict) -> list[str]:
+    """Rate-limit contenders against passthrough finward, paired per round."""
+    t = result["throughput"]
+    names = [n for n in LIMIT_CONTENDERS if n in t.get("ratio_to_passthrough", {})]
+    if not names:
+        return []
+    rounds = t["rounds"]
+    lines = [
+        "| contender | store | req/s | passthrough req/s | ratio to passthrough "
+        "| per-core ratio | µs per request over passthrough | target | non-2xx "
+        "| worker RSS MiB (passthrough) | Redis EVALSHA / request | Redis commands sent / request "
+        "| Redis CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        ratio = t["ratio_to_passthrough"][name]
+        per_core = t["per_core_ratio_to_passthrough"][name]
+        extra = statistics.median(
+            1e6 / r[name]["rps_per_core"] - 1e6 / r["finward"]["rps_per_core"] for r in rounds
+        )
+        target = (
+            f"≥ {LIMIT_TARGETS[name]:.2f}x: {_verdict(result, name, ratio)}"
+            if name in LIMIT_TARGETS
+            else "— (one round trip per request)"
+        )
+        rss = "—"
+        if all("rss_mb" in r[name] and "rss_mb" in r["finward"] for r in rounds):
+            rss = (
+                f"{max(r[name]['rss_mb'] for r in rounds):.0f} "
+                f"({max(r['finward']['rss_mb'] for r in rounds):.0f})"
+            )
+        evalsha = sent = cpu = "—"
+        if name == "finward-limits-redis":
+            e = _redis_figure(result, "redis_evalsha_per_request")
+            top = _redis_figure(result, "redis_top_level_per_request")
+            c = _redis_figure(result, "redis_cpu")
+            evalsha = "—" if e is None else f"**{e:.3f}**"
+            sent = "—" if top is None else f"{top:.3f}"
+            cpu = "—" if c is None or c < 0 else f"{c:.0%}"
+        lines.append(
+            f"| {name} | {LIMIT_CONTENDERS[name]} | {t['median'][name]['rps']:,.0f} "
+            f"| {t['median']['finward']['rps']:,.0f} | **{ratio:.3f}x** | {per_core:.3f}x "
+            f"| {extra:+.1f} | {target} | {_non_2xx(result, name)} | {rss} "
+            f"| {evalsha} | {sent} | {cpu} |"
+        )
+    return lines
+
+
+def limits_targets(result: dict) -> list[str]:
+    """Issue 5, item 9: the memory store's 5% budget and the Redis store's round trips."""
+    t = result["throughput"]
+    ratios = t.get("ratio_to_passthrough", {})
+    lines = []
+    if "finward-limits-memory" in ratios:
+        name = "finward-limits-memory"
+        ratio = ratios[name]
+        lines.append(
+            f"- memory rate limits (3 limits) cost ≤ 5% of passthrough: **{ratio:.3f}x** "
+            f"passthrough req/s (≥ {LIMIT_TARGETS[name]:.2f}x) — {_verdict(result, name, ratio)}"
+            f" (per server core: {t['per_core_ratio_to_passthrough'][name]:.3f}x)"
+        )
+    if "finward-limits-redis" in ratios:
+        name = "finward-limits-redis"
+        evalsha = _redis_figure(result, "redis_evalsha_per_request")
+        top = _redis_figure(result, "redis_top_level_per_request")
+        if evalsha is None or top is None:
+            verdict = "not measured"
+        else:
+            ok = round(top, 2) <= 1.0 and _non_2xx(result, name) == "0"
+            verdict = f"**{evalsha:.3f}** EVALSHA and {top:.3f} commands sent per request — " + (
+                "met" if ok else "**missed**"
+            )
+        lines.append(
+            "- Redis rate limits (3 limits) cost at most one Redis round trip per request: "
+            f"{verdict} (throughput, no target: **{ratios[name]:.3f}x** passthrough req/s, "
+            f"per server core {t['per_core_ratio_to_passthrough'][name]:.3f}x)"
+        )
+    return lines
+
+
+def render_limits_section(result: dict) -> str:
+    """The "## Rate-limit cost" section of docs/benchmarks.md (figures only)."""
+    m, cfg = result["machine"], result["config"]
+    t = result["throughput"]
+    names = [n for n in ("finward", *LIMIT_CONTENDERS) if n in t["median"]]
+    per_round = "; ".join(
+        f"{n} " + " / ".join(f"{r[n]['rps']:,.0f}" for r in t["rounds"]) for n in names
+    )
+    redis_where = cfg.get("redis", "")
+    flags = [f for f in result.get("flags", []) if any(n in f for n in LIMIT_CONTENDERS)]
+    yaml = [
+        "```yaml",
+        "rate_limits:",
+        "  store: memory://        # finward-limits-memory",
+        "  # store: redis://127.0.0.1:PORT/0?prefix=finward-bench-…   # finward-limits-redis",
+        "  headers: true",
+        "  limits:",
+        *(f"    - {{name: {n}, algorithm: {a}, {rest}}}" for n, a, rest in BENCH_LIMITS),
+        "```",
+    ]
+    calls: dict[str, list[float]] = {}
+    for r in t["rounds"]:
+        redis_round = r.get("finward-limits-redis", {})
+        n = max(1.0, redis_round.get("requests", 1.0))
+        for cmd, count in redis_round.get("redis_calls", {}).items():
+            calls.setdefault(cmd, []).append(count / n)
+    breakdown = ", ".join(
+        f"{cmd.upper()} {statistics.median(v):.2f}"
+        for cmd, v in sorted(calls.items(), key=lambda kv: -statistics.median(kv[1]))
+    )
+    redis_lines: list[str] = []
+    if breakdown:
+        redis_lines = [
+            "Redis commands per request served, by name (medians of the rounds; INFO "
+            "commandstats counts the commands a script calls too, and those are no round "
+            f"trips): {breakdown}. Commands sent by finward (all but those `limits.lua` "
+            "calls inside Redis) per request: "
+            f"{_redis_figure(result, 'redis_top_level_per_request'):.3f}; Redis's own "
+            f"memory after the last run: {_redis_figure(result, 'redis_used_memory_mb'):.1f} "
+            "MiB.",
+            "",
+        ]
+    return "\n".join(
+        [
+            LIMITS_SECTION,
+            "",
+            f"Command: `{result['command']}` (from the repository root; not run in CI). "
+            f"Measured {result['started'][:10]}, git `{m['git']}`.",
+            "",
+            f"Machine: {m['nproc']} cores ({m['cpu']}), Linux {m['kernel']}, Python "
+            f"{m['python']}, {m['nginx']}, {m['wrk']}"
+            + (f", Redis {m['redis']}" if "redis" in m else "")
+            + f"; load average at start {m['loadavg_at_start']}.",
+            "",
+            f"Issue 5, item 9: memory limits cost at most 5% of passthrough throughput; Redis "
+            "limits cost at most one Redis round trip per request for all its limits. Both "
+            "rate-limit contenders are `finward serve --workers 1` on the proxy core, like "
+            f"passthrough *finward*, measured in the same {cfg['rounds']} interleaved rounds "
+            f"(`wrk -t1 -c{cfg['connections']} -d{cfg['duration_s']:g}s`, "
+            f"{cfg['warmup_s']:g} s warmup), with the same three limits on every request, "
+            "limits high enough that nothing is refused (any non-2xx response flags the run), "
+            f"and `RateLimit-Policy` / `RateLimit` headers on every response. wrk sends "
+            f"`{LIMIT_HEADER}: {LIMIT_CLIENT}` to both (passthrough finward does not get it), "
+            "so every request counts against one key per limit. The Redis store uses Redis's "
+            "clock (`clock=server`, the default: one `TIME` inside the script) and runs one "
+            f"script (EVALSHA) per request for all three limits; Redis is a {redis_where}, "
+            "with no persistence.",
+            "",
+            *yaml,
+            "",
+            "Ratios are medians of the per-round ratios to passthrough finward; *µs per "
+            "request over passthrough* is the median per-round difference of CPU time per "
+            "request (1 / req/s per server core). *Redis EVALSHA / request* is the growth of "
+            "Redis's `cmdstat_evalsha` calls during the measured run divided by the requests "
+            "wrk completed (a few requests still in flight when wrk stops are served but not "
+            "counted, so it can read a hair above 1); *Redis commands sent / request* adds "
+            "every other command a client sent (INFO from the harness left out). *Redis "
+            "CPU* is the Redis server's CPU time per second of load (load core).",
+            "",
+            *limits_table(result),
+            "",
+            f"req/s per round: {per_round}.",
+            "",
+            *redis_lines,
+            *limits_targets(result),
+            "",
+            *(["Flagged runs:", "", *(f"- {f}" for f in flags), ""] if flags else []),
+        ]
+    )
+
+
 def latency_table(result: dict) -> list[str]:
     lat = result["latency"]
     diffs = lat.get("p99_diff_to_direct", {})
@@ -911,7 +1249,10 @@ def targets(result: dict) -> list[str]:
             + ("met" if ratio >= 0.10 else "**missed**")
             + f" (per server core: {per_core:.3f}x)"
         )
+    lines += limits_targets(result)
     for name, ratio in t.get("ratio_to_passthrough", {}).items():
+        if name not in AUTH_TARGETS:
+            continue
         target = AUTH_TARGETS[name]
         per_core = t["per_core_ratio_to_passthrough"][name]
         lines.append(
@@ -1104,13 +1445,14 @@ def _profile_lines(result: dict) -> list[str]:
     ]
 
 
-def write_docs(section: str) -> None:
+def write_docs(section: str, heading: str = SECTION) -> None:
+    """Replace the `heading` section (up to the next `## `) of the docs, or append it."""
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
+    start = text.find(heading + "\n")
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + section
     else:
-        end = text.find("\n## ", start + len(SECTION))
+        end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + ("" if end < 0 else "\n" + text[end + 1 :])
     DOC.write_text(text)
 
@@ -1148,8 +1490,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="which finward contender --profile samples",
     )
     p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    p.add_argument(
+        "--write-limits-docs",
+        action="store_true",
+        help=f"update only the '{LIMITS_SECTION[3:]}' section of docs/benchmarks.md",
+    )
+    p.add_argument(
+        "--redis-url",
+        help="Redis for finward-limits-redis, e.g. redis://127.0.0.1:6379/15 (default: a "
+        "private redis-server started on the load core)",
+    )
     p.add_argument("--keep-run-dir", action="store_true", help="keep configs and logs")
     p.add_argument("--docs-from", type=Path, help="only rewrite the docs from a results file")
+    p.add_argument(
+        "--limits-docs-from",
+        type=Path,
+        help=f"only rewrite the '{LIMITS_SECTION[3:]}' section from a results file",
+    )
     return p.parse_args(argv)
 
 
@@ -1182,6 +1539,12 @@ def main(argv: list[str]) -> int:
         write_docs(render_section(json.loads(args.docs_from.read_text())))
         print(f"updated {DOC.relative_to(REPO)} ({SECTION}) from {args.docs_from}")
         return 0
+    if args.limits_docs_from is not None:
+        write_docs(
+            render_limits_section(json.loads(args.limits_docs_from.read_text())), LIMITS_SECTION
+        )
+        print(f"updated {DOC.relative_to(REPO)} ({LIMITS_SECTION}) from {args.limits_docs_from}")
+        return 0
     if args.rounds < 1 or not (1 <= args.duration <= 60) or args.latency_seconds > 60:
         raise SystemExit("need --rounds ≥ 1, 1 ≤ --duration ≤ 60, --latency-seconds ≤ 60")
     if args.warmup + args.duration > 40:
@@ -1189,13 +1552,18 @@ def main(argv: list[str]) -> int:
     names: tuple[str, ...] = args.contenders
     if args.write_docs and (set(names) != set(CONTENDERS) or args.skip_latency):
         raise SystemExit("--write-docs needs every contender and the latency test")
+    if args.write_limits_docs and not {"finward", *LIMIT_CONTENDERS} <= set(names):
+        raise SystemExit("--write-limits-docs needs finward, " + " and ".join(LIMIT_CONTENDERS))
     if args.profile > 0 and args.profile_contender not in names:
         raise SystemExit(f"--profile-contender {args.profile_contender} is not a contender")
-    if any(n in AUTH_CONTENDERS for n in names) and "finward" not in names:
+    if any(n in VS_PASSTHROUGH for n in names) and "finward" not in names:
         print("note: without the finward contender no ratio to passthrough is computed")
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found (apt-get install -y nginx wrk util-linux)")
+    needs_redis = "finward-limits-redis" in names
+    if needs_redis and args.redis_url is None and shutil.which("redis-server") is None:
+        raise SystemExit("redis-server not found (apt-get install -y redis-server, or --redis-url)")
     # The harness itself (DPoP proof making, /proc sampling) stays off the proxy core; every
     # server and load generator is placed by its own `taskset`.
     os.sched_setaffinity(0, {int(LOAD_CORE)})
@@ -1225,6 +1593,11 @@ def main(argv: list[str]) -> int:
             "profile_contender": args.profile_contender,
             "wait_idle_s": args.wait_idle,
             "dpop_proof_margin": PROOF_MARGIN,
+            "rate_limits": [f"{n}: {a}, {rest}" for n, a, rest in BENCH_LIMITS],
+            "redis": "private redis-server on the load core"
+            if args.redis_url is None
+            # never the URL itself: it may hold a password
+            else "shared server given by --redis-url",
         },
     }
     run_dir = Path(tempfile.mkdtemp(prefix="finward-bench-"))
@@ -1234,6 +1607,7 @@ def main(argv: list[str]) -> int:
     per_round += 120 * sum(n in DPOP_CONTENDERS for n in names)  # making proofs (PS256: slow)
     procs = Processes(lifetime_s=args.rounds * per_round + args.profile + 300)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind through `finally`
+    redis_server: RedisForLimits | None = None
     try:
         body = account_body()
         kit = None
@@ -1248,11 +1622,24 @@ def main(argv: list[str]) -> int:
             ports["nginx"] = start_nginx(
                 procs, "proxy", run_dir, PROXY_CORE, UPSTREAM_PORT=str(upstream)
             )
+        if needs_redis:
+            redis_server = RedisForLimits(procs, run_dir, args.redis_url)
+            result["machine"]["redis"] = redis_server.version
         pids: dict[str, int] = {}
         for name in names:
             if name.startswith("finward"):
+                store = None
+                if name in LIMIT_CONTENDERS:
+                    memory = LIMIT_CONTENDERS[name] == "memory"
+                    store = "memory://" if memory else redis_server.store_url  # type: ignore[union-attr]
                 ports[name], pids[name] = start_finward(
-                    procs, run_dir, upstream, PROXY_CORE, name, None if name == "finward" else kit
+                    procs,
+                    run_dir,
+                    upstream,
+                    PROXY_CORE,
+                    name,
+                    kit if name in AUTH_CONTENDERS else None,
+                    store,
                 )
         groups = {n: procs.pid(CONTENDER_PROCESS[n]) for n in names}
         for name in names:
@@ -1280,6 +1667,8 @@ def main(argv: list[str]) -> int:
                     expected,
                     groups[name],
                     dpop_rps.get(name, 0.0),
+                    pids.get(name),
+                    redis_server if name == "finward-limits-redis" else None,
                 )
                 if name in DPOP_CONTENDERS:
                     dpop_rps[name] = r["rps"]
@@ -1292,6 +1681,12 @@ def main(argv: list[str]) -> int:
                     if "proofs_made" in r
                     else ""
                 )
+                if "redis_evalsha_per_request" in r:
+                    proofs += (
+                        f"  EVALSHA/request {r['redis_evalsha_per_request']:.3f}  "
+                        f"top-level commands/request {r['redis_top_level_per_request']:.3f}"
+                        + (f"  redis cpu {r['redis_cpu']:.0%}" if r["redis_cpu"] >= 0 else "")
+                    )
                 print(
                     f"round {i} {name:18} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
                     f"p99 {r['p99_ms']:6.2f} ms  non-2xx {r['non_2xx']:.0f}  "
@@ -1303,7 +1698,7 @@ def main(argv: list[str]) -> int:
             rounds.append(this)
         keys = ("rps", "p50_ms", "p99_ms", "errors", "server_cpu", "rps_per_core")
         with_nginx = "nginx" in names
-        auth = [n for n in AUTH_CONTENDERS if n in names and "finward" in names]
+        auth = [n for n in VS_PASSTHROUGH if n in names and "finward" in names]
         result["throughput"] = {
             "rounds": rounds,
             "median": summarise(rounds, keys),
@@ -1318,7 +1713,12 @@ def main(argv: list[str]) -> int:
                 n: paired_median(rounds, n, "finward", "rps_per_core") for n in auth
             },
         }
-        print("\n".join(["", *throughput_table(result), "", *auth_table(result)]), flush=True)
+        print(
+            "\n".join(
+                ["", *throughput_table(result), "", *auth_table(result), "", *limits_table(result)]
+            ),
+            flush=True,
+        )
 
         if not args.skip_latency:
             lat_rounds: list[dict[str, dict[str, float]]] = []
@@ -1378,6 +1778,11 @@ def main(argv: list[str]) -> int:
             result["profile"] = report
             print("\n".join(["", *report]), flush=True)
     finally:
+        if redis_server is not None:
+            try:
+                redis_server.cleanup()
+            except Exception as exc:  # report it; still stop every process
+                print(f"could not delete the bench's Redis keys: {exc}", file=sys.stderr)
         procs.stop_all()
         result["machine"]["loadavg_at_end"] = " ".join(
             Path("/proc/loadavg").read_text().split()[:3]
@@ -1391,6 +1796,9 @@ def main(argv: list[str]) -> int:
     if args.write_docs and "latency" in result:
         write_docs(render_section(result))
         print(f"updated {DOC.relative_to(REPO)} ({SECTION})")
+    if args.write_docs or args.write_limits_docs:
+        write_docs(render_limits_section(result), LIMITS_SECTION)
+        print(f"updated {DOC.relative_to(REPO)} ({LIMITS_SECTION})")
     return 0
 
 
