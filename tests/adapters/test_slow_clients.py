@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -306,4 +308,36 @@ async def test_trusted_proxies_are_exempt_from_the_per_ip_cap(upstream: Upstream
         for _, writer in held:
             writer.close()
     finally:
+        await gw.stop()
+
+
+# -- slow readers ---------------------------------------------------------------------
+
+
+async def test_a_client_that_stops_reading_is_cut_off_at_the_send_timeout(
+    upstream: Upstream,
+) -> None:
+    """Slow-read attack: a response nobody reads must not hold the connection (and any
+    concurrency slot) for ever; after send_timeout_s without progress it is aborted."""
+    limits = dataclasses.replace(FAST_LIMITS, send_timeout_s=0.5, keepalive_timeout_s=30.0)
+    gw = await start_gateway(make_config(upstream.url, limits=limits))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.connect(("127.0.0.1", gw.port))
+        sock.sendall(b"GET /big?n=50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(100):  # until the response is under way
+            if gw.worker.inflight:
+                break
+            await asyncio.sleep(0.02)
+        assert gw.worker.inflight == 1
+        started = time.monotonic()
+        while gw.worker.connections and time.monotonic() - started < 5:
+            await asyncio.sleep(0.05)
+        held = time.monotonic() - started
+        assert not gw.worker.connections, "the gateway still holds the connection"
+        assert 0.4 < held < 3.0
+        assert gw.worker.inflight == 0
+    finally:
+        sock.close()
         await gw.stop()

@@ -221,11 +221,19 @@ class HttpProtocol(asyncio.Protocol):
             self._drain.set_result(None)
 
     async def drain(self) -> None:
+        """Wait until the client has taken what we wrote; a client that reads nothing
+        for ``limits.send_timeout_s`` is cut off (slow-read defence)."""
         if self.closed:
             raise ClientGoneError
         if self._write_paused:
             self._drain = asyncio.get_running_loop().create_future()
-            await self._drain
+            try:
+                await asyncio.wait_for(self._drain, self.worker.limits.send_timeout_s)
+            except TimeoutError:
+                if self.transport is not None:
+                    self.transport.abort()
+                self.closed = True
+                raise ClientGoneError from None
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:

@@ -215,6 +215,9 @@ class LimitsConfig:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     keepalive_timeout_s: float = 75.0
+    # Slow readers: writing the response may make no progress (the client reads
+    # nothing) for at most this long; then the connection is aborted.
+    send_timeout_s: float = 30.0
     max_connections: int = 10_000
     # Slow POST (R.U.D.Y.): after the grace period, a body arriving at a lower average
     # rate is refused with 408. 0 turns the check off (body_timeout_s still applies).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,10 +28,6 @@ _CLAIM_NAME = re.compile(r"[^\x00-\x20\x7f]{1,64}")
 _BITS = re.compile(r"[0-9]{1,3}")
 # Digest length in the stored key: 128 bits, collision-free for any realistic key count.
 KEY_DIGEST_CHARS = 32
-# Values longer than this are cut before hashing (a header is bounded by the server's
-# header limits already; this bounds the work per part).
-MAX_PART_CHARS = 1024
-_SEPARATOR = "\x1f"  # unit separator: cannot occur in header values or identifiers
 
 
 class KeyPartError(ValueError):
@@ -91,12 +88,16 @@ def part_value(part: KeyPart, principal: Any, client_ip: str, headers: Any) -> s
     header out does not escape the limit. ``headers`` is a ``finward.http.Headers``."""
     kind = part.kind
     if kind == "ip":
-        return client_ip
+        # One IPv4 address, or one IPv6 /64 (a single host commonly holds a whole /64,
+        # so counting /128s would give it 2**64 budgets); ::ffff:a.b.c.d counts as a.b.c.d.
+        return network_of(client_ip, 32, IPV6_HOST_BITS)
     if kind == "net":
         return network_of(client_ip, part.v4_bits, part.v6_bits)
     if kind == "header":
-        value = headers.get(part.arg)
-        return "" if value is None else str(value)[:MAX_PART_CHARS]
+        # As RFC 9110 §5.3 combines repeated field lines, and without the optional
+        # whitespace around values: "k1", "k1 " and "k1\t" are one client.
+        values = headers.get_all(part.arg)
+        return ", ".join(v.strip(" \t") for v in values)
     if principal is None:
         return None
     if kind == "client_id":
@@ -111,14 +112,16 @@ def part_value(part: KeyPart, principal: Any, client_ip: str, headers: Any) -> s
         return _text(principal.token.token_hash)
     if kind == "claim":
         claims: Mapping[str, object] = principal.token.claims
-        return _text(claims.get(part.arg))
+        return _claim_text(claims.get(part.arg))
     return None
 
 
 def _text(value: object) -> str | None:
-    if isinstance(value, str) and value:
-        return value[:MAX_PART_CHARS]
-    return None
+    return value if isinstance(value, str) and value else None
+
+
+# The IPv6 prefix that the `ip` key part counts as one client.
+IPV6_HOST_BITS = 64
 
 
 def network_of(client_ip: str, v4_bits: int, v6_bits: int) -> str:
@@ -135,6 +138,27 @@ def network_of(client_ip: str, v4_bits: int, v6_bits: int) -> str:
 
 
 def stored_key(limit_name: str, values: Sequence[str]) -> str:
-    """``<limit>:<digest>``: what the store sees."""
-    joined = _SEPARATOR.join(values).encode("utf-8", "surrogatepass")
-    return f"{limit_name}:{hashlib.sha256(joined).hexdigest()[:KEY_DIGEST_CHARS]}"
+    """``<limit>:<digest>``: what the store sees.
+
+    The digest covers every value whole, each prefixed with its length, so neither a
+    shared prefix nor a separator inside a value can make two clients share a count.
+    Values are already bounded (header and token size limits)."""
+    digest = hashlib.sha256()
+    for value in values:
+        raw = value.encode("utf-8", "surrogatepass")
+        digest.update(len(raw).to_bytes(4, "big"))
+        digest.update(raw)
+    return f"{limit_name}:{digest.hexdigest()[:KEY_DIGEST_CHARS]}"
+
+
+def _claim_text(value: object) -> str | None:
+    """A claim as key text: strings as they are, numbers and booleans as JSON, lists and
+    objects as canonical JSON; None only when the claim is absent or empty."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return None

@@ -92,6 +92,11 @@ class RateLimitPolicy:
         try:
             outcomes = await self.store.acquire(checks, self.clock.now())
         except LimitStoreUnavailable as exc:
+            # The store may have taken the slots before the deadline struck (a slow
+            # Redis): give them back anyway; releasing an unknown lease is a no-op.
+            slots = tuple(check for check in checks if check.rule.algorithm == "concurrency")
+            if slots:
+                ctx.add_on_done(partial(self._release, slots))
             return self._store_failed(exc, checks, ctx)
         if len(outcomes) != len(checks):  # a broken store: fail closed (503 internal_error)
             raise RuntimeError("the limit store answered for the wrong number of checks")
@@ -181,7 +186,12 @@ class RateLimitPolicy:
 
 
 def retry_after(outcome: Outcome) -> int:
-    """Whole seconds (RFC 9110 §10.2.3), rounded up, at least 1."""
+    """Whole seconds (RFC 9110 §10.2.3), rounded up, at least 1.
+
+    A concurrency slot usually frees within milliseconds, not when its lease would
+    expire: a refused client is told to retry after 1 s."""
+    if outcome.rule.algorithm == "concurrency":
+        return 1
     return max(1, math.ceil(outcome.retry_after_s))
 
 
