@@ -99,6 +99,15 @@ REASONS: dict[str, Reason] = _catalogue(
     Reason("quota_exhausted", 429, "The request quota for this period is used up"),
     Reason("concurrency_limited", 429, "Too many requests of this client are in progress"),
     Reason("rate_limit_unavailable", 503, "The gateway's rate limit store is unavailable"),
+    # Positive security model: parser hardening before schema validation (issue 6).
+    Reason("body_not_json", 400, "The request body is not valid JSON"),
+    Reason("json_invalid_utf8", 400, "The JSON body is not valid UTF-8"),
+    Reason("json_too_deep", 400, "The JSON body is nested too deeply"),
+    Reason("json_string_too_long", 400, "A JSON string is too long"),
+    Reason("json_array_too_long", 400, "A JSON array has too many items"),
+    Reason("json_too_many_keys", 400, "A JSON object has too many members"),
+    Reason("json_duplicate_key", 400, "A JSON object has the same key twice"),
+    Reason("json_number_invalid", 400, "A JSON number is out of the accepted range"),
 )
 
 

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-CORE_PACKAGES = ["core", "auth", "limits", "decision.py", "http.py", "errors.py", "clock.py"]
+CORE_PACKAGES = [
+    "core",
+    "auth",
+    "limits",
+    "validation",
+    "masking",
+    "decision.py",
+    "http.py",
+    "errors.py",
+    "clock.py",
+]
 FORBIDDEN = {
     "asyncio",
     "socket",
