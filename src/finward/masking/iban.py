@@ -25,6 +25,8 @@ from types import MappingProxyType
 
 from finward.masking.engine import WORD_START, EngineName, Pattern, compile_pattern
 from finward.masking.model import MASK_CHAR, REDACTED, IbanRule, MaskMode
+from finward.validation.formats import iban_mod97
+from finward.validation.iso_data import IBAN_LENGTHS
 
 IBAN_CANDIDATE_SOURCE = (
     WORD_START + "("
@@ -33,23 +35,6 @@ IBAN_CANDIDATE_SOURCE = (
     ")"
 )
 
-# SWIFT IBAN registry: total length per country.
-IBAN_LENGTHS: Mapping[str, int] = MappingProxyType(
-    {
-        "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22,
-        "BH": 22, "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24,
-        "DE": 22, "DJ": 27, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
-        "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27,
-        "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
-        "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
-        "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20,
-        "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24,
-        "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24,
-        "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
-        "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
-        "YE": 30,
-    }
-)  # fmt: skip
 
 # SWIFT IBAN registry BBAN layouts for the SEPA countries: n digits, a letters,
 # c letters or digits. Countries not listed are checked on length and mod-97 only.
@@ -90,13 +75,6 @@ def compile_iban_pattern(engine: EngineName | None = None) -> Pattern:
 
 
 # ISO 7064 letter expansion, A=10 … Z=35, as one str.translate table.
-_LETTER_VALUES = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
-
-
-def _mod97(compact: str) -> int:
-    return int((compact[4:] + compact[:4]).translate(_LETTER_VALUES)) % 97
-
-
 def is_iban(compact: str) -> bool:
     """Registry country and length, BBAN layout where known, ISO 7064 mod 97-10."""
     if not (compact.isascii() and compact.isalnum() and compact.isupper()):
@@ -108,7 +86,7 @@ def is_iban(compact: str) -> bool:
         for kind, ch in zip(kinds, compact[4:], strict=True):
             if (kind == "n" and not ch.isdigit()) or (kind == "a" and not ch.isalpha()):
                 return False
-    return _mod97(compact) == 1
+    return iban_mod97(compact) == 1
 
 
 def find_ibans(pattern: Pattern, text: str) -> Iterator[tuple[int, int]]:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from finward.validation.iso_data import IBAN_LENGTHS as ISO_IBAN_LENGTHS
+
 _DIGITS = string.digits
 _UPPER = string.ascii_uppercase
 
@@ -161,17 +163,14 @@ _BBAN_BUILDERS: Mapping[str, Callable[[random.Random, BankCode], str]] = Mapping
     }
 )
 
-# Total IBAN length per country of the SEPA area (SWIFT IBAN registry). The sandbox
-# issues IBANs in a few of them but accepts payments to any.
-IBAN_LENGTHS: Mapping[str, int] = MappingProxyType(
-    {
-        "AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22,
-        "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GI": 23, "GR": 27,
-        "HR": 21, "HU": 28, "IE": 22, "IS": 26, "IT": 27, "LI": 21, "LT": 20, "LU": 20,
-        "LV": 21, "MC": 27, "MT": 31, "NL": 18, "NO": 15, "PL": 28, "PT": 25, "RO": 24,
-        "SE": 24, "SI": 19, "SK": 24, "SM": 27, "VA": 22,
-    }
+# The SEPA countries (SWIFT IBAN registry lengths, from finward.validation.iso_data).
+# The sandbox issues IBANs in a few of them but accepts payments to any.
+_SEPA = (
+    "AD", "AT", "BE", "BG", "CH", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GB",
+    "GI", "GR", "HR", "HU", "IE", "IS", "IT", "LI", "LT", "LU", "LV", "MC", "MT", "NL",
+    "NO", "PL", "PT", "RO", "SE", "SI", "SK", "SM", "VA",
 )  # fmt: skip
+IBAN_LENGTHS: Mapping[str, int] = MappingProxyType({c: ISO_IBAN_LENGTHS[c] for c in _SEPA})
 
 
 def make_iban(rng: random.Random, code: BankCode) -> str:

@@ -130,6 +130,11 @@ def is_uuid(value: str) -> bool:
     return isinstance(value, str) and _UUID.fullmatch(value) is not None
 
 
+def iban_mod97(compact: str) -> int:
+    """ISO 7064 mod 97-10 of an IBAN in electronic format (1 when valid)."""
+    return _mod97(compact[4:] + compact[:4])
+
+
 def _mod97(text: str) -> int:
     remainder = 0
     for char in text:
@@ -148,7 +153,7 @@ def is_iban(value: str) -> bool:
     country, check = match.groups()
     if IBAN_LENGTHS.get(country) != len(value) or check in ("00", "01", "99"):
         return False
-    return _mod97(value[4:] + value[:4]) == 1
+    return iban_mod97(value) == 1
 
 
 def normalise_iban(value: str) -> str | None:
