@@ -100,16 +100,21 @@ def compile_gateway(
             problems.extend(exc.problems)
             continue
         rules.update({(api.name, m, t): rule for (m, t), rule in compiled.items()})
-    rate_limit = None
-    if config.rate_limits.limits:
-        try:
-            rate_limit = _rate_limit_policy(config, specs, limits)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+    rate_limit = early_limit = None
+    phases = {limit.phase for limit in config.rate_limits.limits}
+    try:
+        if "after_auth" in phases:
+            rate_limit = _rate_limit_policy(config, specs, limits, "after_auth")
+        if "before_auth" in phases:
+            early_limit = _rate_limit_policy(config, specs, limits, "before_auth")
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     router = Router.compile(mounts)
     policies: list[AnyPolicy] = [CanonicalPathPolicy(), RoutingPolicy(router)]
+    if early_limit is not None:  # counts failed authentications too (ip/net/header keys)
+        policies.append(early_limit)
     auth_policy = None
     if auth_on:
         auth_policy = _auth_policy(config.auth, rules, backend)
@@ -129,9 +134,10 @@ def _rate_limit_policy(
     config: GatewayConfig,
     specs: list[tuple[str, LoadedSpec]],
     backend: LimitBackend | None,
+    phase: str,
 ) -> RateLimitPolicy:
     settings = config.rate_limits
-    compiled = compile_limits(settings, specs)
+    compiled = compile_limits(settings, specs, phase)
     if backend is None:
         return RateLimitPolicy(compiled, _NoLimitStore(), SystemClock(), headers=settings.headers)
     return RateLimitPolicy(

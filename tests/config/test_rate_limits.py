@@ -379,3 +379,11 @@ def test_reload_says_a_new_store_needs_a_restart(folder: Path) -> None:
     new, note = reloader.validate()
     assert new is not None
     assert note == "rate_limits.store changes need a restart; keeping the old store"
+
+
+def test_a_before_auth_limit_cannot_key_on_identity(folder: Path) -> None:
+    problems = _problems(folder, _limit(key=["ip", "client_id"], phase="before_auth"))
+    _assert_problem(problems, "rate_limits.limits[0].key[1]: 'client_id' is known only after")
+    assert (
+        _problems(folder, _limit(key=["net:24:56", "header:X-Api-Key"], phase="before_auth")) == []
+    )

@@ -269,6 +269,9 @@ class RateLimitApplyTo:
     operations: tuple[str, ...] = ()  # operationId or "METHOD /path/template"
 
 
+RateLimitPhase = Literal["before_auth", "after_auth"]
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimitConfig:
     name: str  # [a-z0-9_-]; in RateLimit headers, metrics and store keys
@@ -286,6 +289,9 @@ class RateLimitConfig:
     costs: Mapping[str, int] = field(default_factory=dict)  # by operationId or METHOD /path
     apply_to: RateLimitApplyTo = RateLimitApplyTo()
     on_store_error: StoreErrorMode | None = None  # null: rate_limits.on_store_error
+    # before_auth: counted before authentication, so refused logins and bad tokens count
+    # too (keys of ip, net: and header: parts only); after_auth: identity keys allowed.
+    phase: RateLimitPhase = "after_auth"
 
 
 @dataclass(frozen=True, slots=True)

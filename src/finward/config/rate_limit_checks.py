@@ -85,6 +85,10 @@ def _check_store(
         )
 
 
+# Key parts read from the request itself, available before authentication.
+_REQUEST_PARTS = frozenset({"ip", "net", "header"})
+
+
 def _check_limit(base: Location, item: dict[str, Any], api_names: set[str]) -> Iterator[Problem]:
     algorithm = item.get("algorithm")
     if isinstance(algorithm, str):
@@ -121,20 +125,27 @@ def _check_limit(base: Location, item: dict[str, Any], api_names: set[str]) -> I
                 f"{shorten(timezone)!r} is not an IANA time zone",
                 "e.g. Europe/Berlin or UTC",
             )
-    parts = item.get("key")
+    parts = item.get("key", ["client_id"])
     if isinstance(parts, list):
         seen: set[str] = set()
         for position, part in enumerate(parts):
             if not isinstance(part, str):
                 continue
             try:
-                parse_key_part(part)
+                parsed = parse_key_part(part)
             except KeyPartError as exc:
                 yield Problem((*base, "key", position), str(exc), exc.hint)
                 continue
             if part in seen:
                 yield Problem((*base, "key", position), f"{part!r} is listed twice")
             seen.add(part)
+            if item.get("phase") == "before_auth" and parsed.kind not in _REQUEST_PARTS:
+                location = (*base, "key", position) if "key" in item else (*base, "phase")
+                yield Problem(
+                    location,
+                    f"{part!r} is known only after authentication",
+                    "a before_auth limit may use only ip, net: and header: parts",
+                )
     apply_to = item.get("apply_to")
     if isinstance(apply_to, dict):
         apis = apply_to.get("apis")

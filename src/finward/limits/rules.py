@@ -55,12 +55,18 @@ def key_parts(cfg: RateLimitConfig) -> tuple[KeyPart, ...]:
 
 
 def compile_limits(
-    config: RateLimitsConfig, specs: Sequence[tuple[str, LoadedSpec]]
+    config: RateLimitsConfig,
+    specs: Sequence[tuple[str, LoadedSpec]],
+    phase: str | None = None,
 ) -> dict[OperationRef, tuple[AppliedLimit, ...]]:
-    """Limits by operation, in configuration order; operations without any are absent."""
+    """Limits by operation, in configuration order; operations without any are absent.
+
+    ``phase`` keeps only the limits of that phase (``before_auth``, ``after_auth``)."""
     problems: list[str] = []
     out: dict[OperationRef, list[AppliedLimit]] = {}
     for index, cfg in enumerate(config.limits):
+        if phase is not None and cfg.phase != phase:
+            continue
         base = f"rate_limits.limits[{index}]"
         try:
             parts = key_parts(cfg)
