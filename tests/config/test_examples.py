@@ -37,6 +37,7 @@ def test_there_are_examples() -> None:
         "finward.yaml",
         "finward-tls.yaml",
         "finward-auth.yaml",
+        "finward-limits.yaml",
     }
 
 
