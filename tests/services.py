@@ -12,11 +12,21 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from finward.storage import parse_state_store_url
+
+# The shared test Redis: db 15 unless FINWARD_TEST_REDIS_URL says otherwise.
+TEST_REDIS_URL = os.environ.get("FINWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def is_ci() -> bool:
@@ -29,6 +39,38 @@ def require_service(problem: str) -> NoReturn:
         msg = f"{problem}; CI is set, so services are mandatory (.ci/run starts them)"
         pytest.fail(msg, pytrace=False)
     pytest.skip(problem)
+
+
+def require_redis(url: str = TEST_REDIS_URL) -> redis.Redis:
+    """A client of the shared test Redis, which must answer (see require_service).
+
+    No retries: redis-py's default would back off for seconds before each failure."""
+    client = redis.Redis.from_url(
+        url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        shown = parse_state_store_url(url).redacted_url  # the env URL may carry a password
+        require_service(f"Redis at {shown} is unreachable ({type(exc).__name__})")
+    return client
+
+
+@contextmanager
+def deleting_keys(client: redis.Redis, pattern: str) -> Iterator[None]:
+    """Delete the keys matching ``pattern`` afterwards (only a test's own prefix)."""
+    try:
+        yield
+    finally:
+        for key in client.scan_iter(match=pattern, count=1000):
+            client.unlink(key)
+
+
+def with_params(url: str, **params: str) -> str:
+    """``url`` with query parameters appended."""
+    query = "&".join(f"{name}={value}" for name, value in params.items())
+    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
 def free_port() -> int:

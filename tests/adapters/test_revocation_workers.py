@@ -24,18 +24,16 @@ import pytest
 import redis
 import redis.asyncio
 from aiohttp import web
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from finward.sandbox.authserver.server import authserver_of, start_authserver
 from finward.sandbox.authserver.tokens import mint_access_token
 from tests.harness import TEST_SPEC, Upstream
 from tests.procs import TOKEN, Proc, start, stop
-from tests.services import require_service
+from tests.services import TEST_REDIS_URL, deleting_keys, require_redis, with_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
-REDIS_URL = os.environ.get("FINWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = TEST_REDIS_URL
 # The documented bound (docs/operations.md): refresh_ms 250 + one call, well under 1 s.
 PROPAGATION_BOUND_S = 1.0
 # Consecutive refused requests, each on a fresh connection, that count as "everywhere".
@@ -54,23 +52,12 @@ class RedisStore:
 @pytest.fixture
 def redis_store() -> Iterator[RedisStore]:
     """The shared test Redis with a key prefix unique to this test; keys deleted after."""
-    client = redis.Redis.from_url(
-        REDIS_URL, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
-    )
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        require_service(f"Redis at {REDIS_URL} is unreachable ({type(exc).__name__})")
+    client = require_redis()
     prefix = f"finward-test-{uuid.uuid4().hex[:12]}"
-    separator = "&" if "?" in REDIS_URL else "?"
     # 375 ms per call, as the storage tests: still refresh 250 + 2 x 375 = max_stale 1 s.
-    yield RedisStore(f"{REDIS_URL}{separator}prefix={prefix}&timeout_ms=375", prefix)
-    try:
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.unlink(key)
-    finally:
-        client.close()
+    with deleting_keys(client, f"{prefix}:*"):
+        yield RedisStore(with_params(REDIS_URL, prefix=prefix, timeout_ms="375"), prefix)
+    client.close()
 
 
 @dataclass

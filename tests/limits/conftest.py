@@ -7,22 +7,17 @@ laptop without Redis the Redis half of the suite is skipped with the reason.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from finward.clock import FakeClock
 from finward.limits import LimitStore, open_limit_store
-from tests.services import require_service
+from tests.services import TEST_REDIS_URL, deleting_keys, require_redis, with_params
 
-REDIS_URL_ENV = "FINWARD_TEST_REDIS_URL"
-DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 RUN_PREFIX = f"finward-test-rl-{uuid.uuid4().hex[:12]}"
 # 2027-01-15T08:00:00Z: a whole number of minutes, hours and days since the epoch.
 T0 = 1_800_000_000.0
@@ -30,18 +25,9 @@ T0 = 1_800_000_000.0
 
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
-    url = os.environ.get(REDIS_URL_ENV, DEFAULT_TEST_REDIS_URL)
-    client = redis.Redis.from_url(
-        url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
-    )
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        require_service(f"Redis for the limit tests is unreachable ({type(exc).__name__})")
-    yield url
-    for key in client.scan_iter(match=f"{RUN_PREFIX}-*", count=1000):
-        client.unlink(key)
+    client = require_redis()
+    with deleting_keys(client, f"{RUN_PREFIX}-*"):
+        yield TEST_REDIS_URL
     client.close()
 
 
@@ -49,18 +35,10 @@ def redis_server_url() -> Iterator[str]:
 def redis_prefix(redis_server_url: str) -> Iterator[str]:
     """A key prefix unique to this test; its keys are deleted afterwards."""
     prefix = f"{RUN_PREFIX}-{uuid.uuid4().hex[:8]}"
-    yield prefix
     client = redis.Redis.from_url(redis_server_url, socket_timeout=1)
-    try:
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.unlink(key)
-    finally:
-        client.close()
-
-
-def redis_url_with(base: str, **params: str) -> str:
-    query = "&".join(f"{name}={value}" for name, value in params.items())
-    return f"{base}{'&' if '?' in base else '?'}{query}"
+    with deleting_keys(client, f"{prefix}:*"):
+        yield prefix
+    client.close()
 
 
 @dataclass
@@ -85,7 +63,7 @@ class LimitHarness:
 def _redis_harness(request: pytest.FixtureRequest) -> LimitHarness:
     base = request.getfixturevalue("redis_server_url")
     prefix = request.getfixturevalue("redis_prefix")
-    url = redis_url_with(base, timeout_ms="375", prefix=prefix, clock="client")
+    url = with_params(base, timeout_ms="375", prefix=prefix, clock="client")
     return LimitHarness("redis", url, prefix, redis.Redis.from_url(base, socket_timeout=1))
 
 

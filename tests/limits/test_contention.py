@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import re
 import time
 import uuid
@@ -30,17 +29,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from tests.harness import TEST_SPEC, Upstream
 from tests.procs import Proc, start, stop
-from tests.services import require_service
+from tests.services import TEST_REDIS_URL, deleting_keys, require_redis, with_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
-REDIS_URL = os.environ.get("FINWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 LIMIT = 60
 WINDOW_S = 4
 GCRA_RATE = 20  # per second
@@ -52,22 +47,11 @@ _RATELIMIT = re.compile(r'"([a-z0-9_-]+)";r=(\d+);t=(\d+)')
 
 @pytest.fixture
 def store_url() -> Iterator[str]:
-    client = redis.Redis.from_url(
-        REDIS_URL, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
-    )
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        require_service(f"Redis at {REDIS_URL} is unreachable ({type(exc).__name__})")
+    client = require_redis()
     prefix = f"finward-test-{uuid.uuid4().hex[:12]}"
-    separator = "&" if "?" in REDIS_URL else "?"
-    yield f"{REDIS_URL}{separator}prefix={prefix}&timeout_ms=375"
-    try:
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.unlink(key)
-    finally:
-        client.close()
+    with deleting_keys(client, f"{prefix}:*"):
+        yield with_params(TEST_REDIS_URL, prefix=prefix, timeout_ms="375")
+    client.close()
 
 
 def _config(path: Path, upstream: str, store: str) -> Path:

@@ -38,7 +38,7 @@ from tests.auth.gateway_env import (
     token,
 )
 from tests.harness import TEST_SPEC, Gateway, Upstream, make_config, start_gateway
-from tests.limits.conftest import redis_url_with
+from tests.services import with_params
 
 __all__ = ["jwks_server", "pki"]  # fixtures re-exported for pytest
 
@@ -410,7 +410,7 @@ def test_limits_show_refuses_a_memory_store(tmp_path: Path) -> None:
 async def test_limits_show_reads_what_the_gateway_counted(
     tmp_path: Path, upstream: Upstream, redis_server_url: str, redis_prefix: str
 ) -> None:
-    store = redis_url_with(redis_server_url, prefix=redis_prefix)
+    store = with_params(redis_server_url, prefix=redis_prefix)
     path = _config_file(tmp_path, upstream.url, store)
     gw = await start_gateway(load_config(path))
     try:

@@ -18,8 +18,7 @@ import pytest
 
 from finward.clock import SystemClock
 from finward.limits import Check, LimitRule, LimitStore, LimitStoreUnavailable, open_limit_store
-from tests.limits.conftest import require_service
-from tests.services import ThrowawayRedis, free_port
+from tests.services import ThrowawayRedis, free_port, require_service
 
 pytestmark = pytest.mark.redis
 

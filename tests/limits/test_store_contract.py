@@ -23,7 +23,8 @@ from finward.limits import (
     open_limit_store,
 )
 from finward.limits.algorithms import MAX_CHECKS
-from tests.limits.conftest import T0, LimitHarness, redis_url_with
+from tests.limits.conftest import T0, LimitHarness
+from tests.services import with_params
 
 US = 1e-6
 
@@ -345,7 +346,7 @@ async def test_redis_keys_are_prefixed_and_expire_when_idle(redis_harness: Limit
 async def test_redis_server_clock_is_the_default(redis_server_url: str, redis_prefix: str) -> None:
     """Without clock=client the script counts on Redis's clock: a caller whose clock is
     wildly wrong (here: the epoch) still counts in the right windows."""
-    url = redis_url_with(redis_server_url, timeout_ms="375", prefix=redis_prefix)
+    url = with_params(redis_server_url, timeout_ms="375", prefix=redis_prefix)
     store = open_limit_store(url, clock=SystemClock())
     await store.start()
     try:

@@ -8,7 +8,6 @@ skips; on a laptop without Redis they are skipped with the reason.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,15 +15,17 @@ from dataclasses import dataclass, field
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from finward.clock import Clock, FakeClock, SystemClock
-from finward.storage import StateStore, open_state_store, parse_state_store_url
-from tests.services import require_service
+from finward.storage import StateStore, open_state_store
+from tests.services import (
+    TEST_REDIS_URL,
+    deleting_keys,
+    require_redis,
+    require_service,
+    with_params,
+)
 
-REDIS_URL_ENV = "FINWARD_TEST_REDIS_URL"
-DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 # Every key a test run writes starts with this, so cleanup never touches anyone else's.
 RUN_PREFIX = f"finward-test-{uuid.uuid4().hex[:12]}"
 
@@ -32,20 +33,10 @@ RUN_PREFIX = f"finward-test-{uuid.uuid4().hex[:12]}"
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
     """Base URL of the shared test Redis (db 15 unless FINWARD_TEST_REDIS_URL says)."""
-    url = os.environ.get(REDIS_URL_ENV, DEFAULT_TEST_REDIS_URL)
-    shown = parse_state_store_url(url).redacted_url  # the env URL may carry a password
-    # No retries: redis-py's default would back off for seconds before each failure.
-    no_retry = Retry(NoBackoff(), 0)
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1, retry=no_retry)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        require_service(f"Redis at {shown} is unreachable ({type(exc).__name__})")
-    yield url
+    client = require_redis()
     # Sweep anything a crashed test left behind, and only our own keys.
-    for key in client.scan_iter(match=f"{RUN_PREFIX}-*", count=1000):
-        client.unlink(key)
+    with deleting_keys(client, f"{RUN_PREFIX}-*"):
+        yield TEST_REDIS_URL
     client.close()
 
 
@@ -59,14 +50,10 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
     tests keep the default and check that calls fail fast.
     """
     prefix = f"{RUN_PREFIX}-{uuid.uuid4().hex[:8]}"
-    separator = "&" if "?" in redis_server_url else "?"
-    yield f"{redis_server_url}{separator}timeout_ms=375&prefix={prefix}"
     client = redis.Redis.from_url(redis_server_url, socket_timeout=1)
-    try:
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.unlink(key)
-    finally:
-        client.close()
+    with deleting_keys(client, f"{prefix}:*"):
+        yield with_params(redis_server_url, timeout_ms="375", prefix=prefix)
+    client.close()
 
 
 @pytest.fixture(scope="session")
