@@ -47,7 +47,7 @@ from finward.limits.algorithms import (
 from finward.limits.base import Check, LimitStoreUnavailable, Outcome
 from finward.limits.memory import RuleCache, check_lease, check_request, peeked
 from finward.storage.base import RedisStoreConfig
-from finward.storage.redis_store import _make_client
+from finward.storage.redis_store import make_client, unavailable
 
 _T = TypeVar("_T")
 
@@ -67,7 +67,7 @@ class RedisLimitStore:
         self._server_time = server_time
         self._timeout_s = config.timeout_ms / 1000
         self._prefix = f"{config.prefix}:rl:"
-        self._redis = _make_client(config)
+        self._redis = make_client(config)
         self._script = self._redis.register_script(LIMITS_LUA)
         self._rules = RuleCache()
         # Calendar windows by zone and calendar: (start, end, following end).
@@ -181,13 +181,7 @@ class RedisLimitStore:
             async with asyncio.timeout(self._timeout_s), self._slots:
                 return await operation()
         except (RedisError, OSError) as exc:  # TimeoutError is an OSError
-            if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError):
-                detail = f"no answer within {self._config.timeout_ms} ms"
-            else:
-                detail = f"{type(exc).__name__}: {exc}"[:200]
-            raise LimitStoreUnavailable(
-                f"limit store {self._config.redacted_url} unavailable ({detail})"
-            ) from exc
+            raise LimitStoreUnavailable(f"limit store {unavailable(exc, self._config)}") from exc
 
     def _check_usable(self) -> None:
         if self._closed:

@@ -102,7 +102,7 @@ class RedisStateStore(SnapshotReads):
         self._k_revoked_exp = f"{prefix}:revoked:exp"
         self._k_suspended = f"{prefix}:suspended"
         self._k_version = f"{prefix}:version"
-        self._redis = _make_client(config)
+        self._redis = make_client(config)
         self._revoke_script = self._redis.register_script(_REVOKE_LUA)
         # Connections made in one process must never be used by a forked child: two
         # processes reading replies from one socket would get each other's answers.
@@ -351,13 +351,7 @@ class RedisStateStore(SnapshotReads):
                 async with self._lock, self._slots:
                     return await operation()
         except (RedisError, OSError) as exc:  # TimeoutError is an OSError
-            if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError):
-                detail = f"no answer within {self._config.timeout_ms} ms"
-            else:
-                detail = f"{type(exc).__name__}: {exc}"[:200]
-            raise StateStoreUnavailable(
-                f"state store {self._config.redacted_url} unavailable ({detail})"
-            ) from exc
+            raise StateStoreUnavailable(f"state store {unavailable(exc, self._config)}") from exc
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -380,7 +374,17 @@ class RedisStateStore(SnapshotReads):
             )
 
 
-def _make_client(config: RedisStoreConfig) -> Redis:
+def unavailable(exc: BaseException, config: RedisStoreConfig) -> str:
+    """Why a call to the server at ``config`` failed, for the caller's error message:
+    the redacted URL and the deadline, or the error's type and (bounded) text."""
+    if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError):
+        detail = f"no answer within {config.timeout_ms} ms"
+    else:
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+    return f"{config.redacted_url} unavailable ({detail})"
+
+
+def make_client(config: RedisStoreConfig) -> Redis:
     # Certificate and host name verification stay on (redis-py's defaults for TLS).
     tls: dict[str, Any] = {"ssl_ca_certs": config.ca_file} if config.tls else {}
     pool = ConnectionPool(
