@@ -43,23 +43,24 @@ def format_request(ev: RequestEvent) -> dict[str, object]:
         "bytes_in": ev.bytes_in,
         "bytes_out": ev.bytes_out,
     }
-    if ev.decided_by:
-        line["decided_by"] = ev.decided_by
-    if ev.tls_version:
-        line["tls"] = ev.tls_version
-    if ev.client_cert:
-        line["client_cert"] = ev.client_cert
-    if ev.detail:
-        line["detail"] = ev.detail
-    if ev.client_id:
-        line["client_id"] = ev.client_id
-    if ev.organisation_id:
-        line["tpp"] = ev.organisation_id
-    if ev.token_id:
-        line["jti"] = ev.token_id
-    if ev.binding:
-        line["binding"] = ev.binding
+    for attribute, name in _OPTIONAL_FIELDS:
+        value = getattr(ev, attribute)
+        if value:
+            line[name] = value
     return line
+
+
+# RequestEvent attributes written only when set, and their names in the log line.
+_OPTIONAL_FIELDS = (
+    ("decided_by", "decided_by"),
+    ("tls_version", "tls"),
+    ("client_cert", "client_cert"),
+    ("detail", "detail"),
+    ("client_id", "client_id"),
+    ("organisation_id", "tpp"),
+    ("token_id", "jti"),
+    ("binding", "binding"),
+)
 
 
 class AccessLog:
