@@ -7,8 +7,9 @@ import pytest
 import uvloop
 
 from tests.harness import gateway, upstream
+from tests.services import make_server, redis_server_binary
 
-__all__ = ["gateway", "upstream"]
+__all__ = ["gateway", "make_server", "redis_server_binary", "upstream"]
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Any]:

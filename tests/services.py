@@ -8,11 +8,12 @@ with the reason.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,3 +132,31 @@ class ThrowawayRedis:
             self.process.send_signal(signal.SIGCONT)  # a stopped process ignores SIGTERM
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_server_binary() -> str:
+    path = shutil.which("redis-server")
+    if path is None:
+        require_service("the redis-server binary is not installed")
+    return path
+
+
+@pytest.fixture
+def make_server(
+    redis_server_binary: str, tmp_path: Path
+) -> Iterator[Callable[..., ThrowawayRedis]]:
+    """Throwaway redis-servers on free loopback ports, killed at teardown whatever the
+    test did to them: ``make(*extra_args, port=None, start=True)``."""
+    servers: list[ThrowawayRedis] = []
+
+    def make(*extra_args: str, port: int | None = None, start: bool = True) -> ThrowawayRedis:
+        server = ThrowawayRedis(redis_server_binary, tmp_path, port or free_port(), extra_args)
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.destroy()

@@ -11,10 +11,8 @@ the same gateway, without a restart, counts and enforces again.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -23,7 +21,7 @@ from finward.clock import SystemClock
 from finward.config.model import ApiConfig, RateLimitApplyTo, RateLimitConfig, RateLimitsConfig
 from finward.events import GatewayEvent
 from tests.harness import TEST_SPEC, Gateway, Upstream, make_config, start_gateway
-from tests.services import ThrowawayRedis, free_port, require_service
+from tests.services import ThrowawayRedis
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -33,14 +31,8 @@ ANSWER_BOUND_S = 1.0
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        require_service("the redis-server binary is not installed")
-    server = ThrowawayRedis(binary, tmp_path, free_port())
-    server.start()
-    yield server
-    server.destroy()
+def redis_server(make_server: Callable[..., ThrowawayRedis]) -> ThrowawayRedis:
+    return make_server()
 
 
 def _rule(name: str, api: str, on_store_error: str) -> RateLimitConfig:

@@ -7,18 +7,16 @@ harness); each is killed at teardown whatever the test did to it.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from finward.clock import SystemClock
 from finward.limits import Check, LimitRule, LimitStore, LimitStoreUnavailable, open_limit_store
-from tests.services import ThrowawayRedis, free_port, require_service
+from tests.services import free_port
 
 pytestmark = pytest.mark.redis
 
@@ -31,24 +29,6 @@ SLOTS = LimitRule("slots", "concurrency", 10, lease_s=30.0)
 
 def request(i: int = 0) -> list[Check]:
     return [Check(QUOTA, "q"), Check(RATE, "r"), Check(SLOTS, "c", lease=f"req-{i}")]
-
-
-@pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., ThrowawayRedis]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        require_service("the redis-server binary is not installed")
-    servers: list[ThrowawayRedis] = []
-
-    def make(port: int | None = None) -> ThrowawayRedis:
-        server = ThrowawayRedis(binary, tmp_path, port or free_port())
-        servers.append(server)
-        server.start()
-        return server
-
-    yield make
-    for server in servers:
-        server.destroy()
 
 
 @pytest.fixture

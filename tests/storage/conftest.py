@@ -8,7 +8,6 @@ skips; on a laptop without Redis they are skipped with the reason.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from tests.services import (
     TEST_REDIS_URL,
     deleting_keys,
     require_redis,
-    require_service,
     with_params,
 )
 
@@ -54,14 +52,6 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
     with deleting_keys(client, f"{prefix}:*"):
         yield with_params(redis_server_url, timeout_ms="375", prefix=prefix)
     client.close()
-
-
-@pytest.fixture(scope="session")
-def redis_server_binary() -> str:
-    path = shutil.which("redis-server")
-    if path is None:
-        require_service("the redis-server binary is not installed")
-    return path
 
 
 @dataclass

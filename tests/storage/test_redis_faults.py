@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import trustme
 import finward.storage.redis_store as redis_store
 from finward.clock import SystemClock
 from finward.storage import StateStore, StateStoreError, StateStoreUnavailable, open_state_store
-from tests.services import ThrowawayRedis, free_port
+from tests.services import free_port
 from tests.storage import wait_until
 
 pytestmark = pytest.mark.redis
@@ -29,24 +29,6 @@ pytestmark = pytest.mark.redis
 # What "fail fast" means for a caller: the default deadline is 100 ms; the rest is
 # slack for a loaded 2-core CI machine.
 FAIL_FAST_S = 0.5
-
-
-@pytest.fixture
-def make_server(
-    redis_server_binary: str, tmp_path: Path
-) -> Iterator[Callable[..., ThrowawayRedis]]:
-    servers: list[ThrowawayRedis] = []
-
-    def make(*extra_args: str, port: int | None = None, start: bool = True) -> ThrowawayRedis:
-        server = ThrowawayRedis(redis_server_binary, tmp_path, port or free_port(), extra_args)
-        servers.append(server)
-        if start:
-            server.start()
-        return server
-
-    yield make
-    for server in servers:
-        server.destroy()
 
 
 @pytest.fixture
