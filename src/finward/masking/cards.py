@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from finward.masking.engine import WORD_START, EngineName, Pattern, compile_pattern
-from finward.masking.model import MASK_CHAR, REDACTED, MaskMode, PanRule
+from finward.masking.model import REDACTED, MaskMode, PanRule, is_ascii_digit, mask_digits
 
 MIN_PAN_DIGITS = 13  # ISO/IEC 7812-1: 8-digit IIN + account + check digit, shortest in use
 MAX_PAN_DIGITS = 19  # ISO/IEC 7812-1 maximum
@@ -77,10 +77,6 @@ def is_pan(digits: str) -> bool:
     )
 
 
-def _is_digit(ch: str) -> bool:
-    return "0" <= ch <= "9"
-
-
 def _is_word(ch: str) -> bool:
     return ch.isascii() and ch.isalnum()
 
@@ -91,13 +87,13 @@ def _has_clear_edges(text: str, start: int, end: int) -> bool:
         before = text[start - 1]
         if _is_word(before):
             return False
-        if before in ".," and start > 1 and _is_digit(text[start - 2]):
+        if before in ".," and start > 1 and is_ascii_digit(text[start - 2]):
             return False
     if end < len(text):
         after = text[end]
         if _is_word(after):
             return False
-        if after in ".," and end + 1 < len(text) and _is_digit(text[end + 1]):
+        if after in ".," and end + 1 < len(text) and is_ascii_digit(text[end + 1]):
             return False
     return True
 
@@ -109,7 +105,7 @@ def _groups(text: str, start: int, end: int) -> list[tuple[int, int]] | None:
     group_start = start
     for i in range(start, end):
         ch = text[i]
-        if not _is_digit(ch):
+        if not is_ascii_digit(ch):
             if separator and ch != separator:
                 return None
             separator = ch
@@ -120,7 +116,7 @@ def _groups(text: str, start: int, end: int) -> list[tuple[int, int]] | None:
 
 
 def _digits(text: str, start: int, end: int) -> str:
-    return "".join(ch for ch in text[start:end] if _is_digit(ch))
+    return "".join(ch for ch in text[start:end] if is_ascii_digit(ch))
 
 
 def find_pans(pattern: Pattern, text: str) -> Iterator[tuple[int, int]]:
@@ -128,7 +124,7 @@ def find_pans(pattern: Pattern, text: str) -> Iterator[tuple[int, int]]:
     for start, end in pattern.spans(text):
         if not _has_clear_edges(text, start, end):
             continue
-        if end - start <= MAX_PAN_DIGITS and _is_digit(text[start + 4]):  # contiguous
+        if end - start <= MAX_PAN_DIGITS and is_ascii_digit(text[start + 4]):  # contiguous
             if is_pan(text[start:end]):
                 yield start, end
             continue
@@ -158,14 +154,4 @@ def mask_pan(value: str, rule: PanRule) -> str:
     """Hide every digit but the first `keep_first` and last `keep_last`, keep separators."""
     if rule.mode is MaskMode.FULL:
         return REDACTED
-    total = sum(1 for ch in value if _is_digit(ch))
-    out: list[str] = []
-    seen = 0
-    for ch in value:
-        if _is_digit(ch):
-            keep = seen < rule.keep_first or seen >= total - rule.keep_last
-            out.append(ch if keep else MASK_CHAR)
-            seen += 1
-        else:
-            out.append(ch)
-    return "".join(out)
+    return mask_digits(value, rule.keep_first, rule.keep_last)

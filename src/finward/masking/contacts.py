@@ -35,7 +35,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from finward.masking.engine import EngineName, Pattern, compile_pattern
-from finward.masking.model import MASK_CHAR, REDACTED, EmailRule, MaskMode, PhoneRule
+from finward.masking.model import (
+    REDACTED,
+    EmailRule,
+    MaskMode,
+    PhoneRule,
+    is_ascii_digit,
+    mask_digits,
+)
 
 MAX_LOCAL_PART = 64  # RFC 5321 §4.5.3.1.1
 MAX_DOMAIN = 255  # RFC 5321 §4.5.3.1.2
@@ -130,10 +137,6 @@ def mask_email(value: str, rule: EmailRule) -> str:
 # --- phone ----------------------------------------------------------------------------
 
 
-def _is_digit(ch: str) -> bool:
-    return "0" <= ch <= "9"
-
-
 def find_phones(pattern: Pattern, text: str) -> Iterator[tuple[int, int]]:
     for start, end in pattern.spans(text):
         if _is_phone(text, start, end):
@@ -150,10 +153,10 @@ def _is_phone(text: str, start: int, end: int) -> bool:
         if after.isalnum():
             return False
         following = text[end + 1 : end + 2]
-        if after in " -.,/" and following and _is_digit(following):
+        if after in " -.,/" and following and is_ascii_digit(following):
             return False  # a longer number, an amount or a date continues here
     candidate = text[start:end]
-    digits = sum(1 for ch in candidate if _is_digit(ch))
+    digits = sum(1 for ch in candidate if is_ascii_digit(ch))
     first = candidate[0]
     if first == "+":
         return 8 <= digits <= 15
@@ -168,13 +171,4 @@ def mask_phone(value: str, rule: PhoneRule) -> str:
     """Hide every digit but the last `keep_last`; keep '+', spaces, dashes, brackets."""
     if rule.mode is MaskMode.FULL:
         return REDACTED
-    total = sum(1 for ch in value if _is_digit(ch))
-    out: list[str] = []
-    seen = 0
-    for ch in value:
-        if _is_digit(ch):
-            out.append(ch if seen >= total - rule.keep_last else MASK_CHAR)
-            seen += 1
-        else:
-            out.append(ch)
-    return "".join(out)
+    return mask_digits(value, 0, rule.keep_last)

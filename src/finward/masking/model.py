@@ -33,6 +33,26 @@ REDACTED = "***"
 MASK_CHAR = "*"
 
 
+def is_ascii_digit(ch: str) -> bool:
+    return "0" <= ch <= "9"
+
+
+def mask_digits(value: str, keep_first: int, keep_last: int) -> str:
+    """Hide every ASCII digit but the first ``keep_first`` and the last ``keep_last``;
+    every other character (separators, '+', brackets) stays where it is."""
+    total = sum(1 for ch in value if is_ascii_digit(ch))
+    out: list[str] = []
+    seen = 0
+    for ch in value:
+        if is_ascii_digit(ch):
+            keep = seen < keep_first or seen >= total - keep_last
+            out.append(ch if keep else MASK_CHAR)
+            seen += 1
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 class MaskingConfigError(ValueError):
     """A masking rule asks for more clear text than its standard allows."""
 
