@@ -20,7 +20,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from finward.errors import ConfigError
+from finward.cli.common import EXIT_USAGE, load_or_exit
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9901"
 TOKEN_ENV = "FINWARD_ADMIN_TOKEN"  # noqa: S105 - the name of a variable, not a secret
@@ -29,7 +29,6 @@ ADMIN_URL_ENV = "FINWARD_ADMIN_URL"
 # bounds a hung connection.
 REQUEST_TIMEOUT_S = 15.0
 EXIT_REFUSED = 1
-EXIT_USAGE = 2
 
 tokens_app = typer.Typer(no_args_is_help=True, help="Revoke access tokens at the gateway.")
 clients_app = typer.Typer(
@@ -81,14 +80,7 @@ def resolve_target(config: Path | None, admin_url: str | None, token: str | None
     """Where the admin listener is and how to authenticate: options, env, then config."""
     from_config_url, from_config_token = None, None
     if config is not None:
-        from finward.config.loader import load_config
-
-        try:
-            cfg = load_config(config)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                typer.echo(problem, err=True)
-            raise typer.Exit(EXIT_USAGE) from None
+        cfg = load_or_exit(config)
         if not cfg.admin.enabled:
             _fail(f"{config}: the admin listener is disabled (admin.enabled)", EXIT_USAGE)
         host = cfg.admin.host

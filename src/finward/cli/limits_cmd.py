@@ -17,10 +17,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from finward.errors import ConfigError
+from finward.cli.common import EXIT_USAGE, load_or_exit
 
 EXIT_UNAVAILABLE = 1
-EXIT_USAGE = 2
 # A lease id for peeking at a concurrency limit (nothing is taken).
 _PEEK_LEASE = "finward-limits-show"
 
@@ -103,19 +102,13 @@ def show_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Show remaining quota and reset time of a caller's limits (nothing is counted)."""
-    from finward.config.loader import load_config
     from finward.limits import (
         LimitStoreURLError,
         MemoryLimitConfig,
         parse_limit_store_url,
     )
 
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(problem, err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+    cfg = load_or_exit(config)
     settings = cfg.rate_limits
     given = parse_keys(key)
     names = {item.name for item in settings.limits}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from finward.errors import ConfigError
+from finward.cli.common import load_or_exit
 
 
 def _setup_logging(level: str) -> None:
@@ -22,17 +22,6 @@ def _setup_logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
     )
-
-
-def _load_or_exit(path: Path) -> object:
-    from finward.adapters.runner import load_checked
-
-    try:
-        return load_checked(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(problem, err=True)
-        raise typer.Exit(2) from None
 
 
 def serve(
@@ -45,10 +34,8 @@ def serve(
 
     from finward.adapters.master import serve_master
     from finward.adapters.runner import serve_single
-    from finward.config.model import GatewayConfig
 
-    cfg = _load_or_exit(config)
-    assert isinstance(cfg, GatewayConfig)
+    cfg = load_or_exit(config, compile_specs=True)
     if workers < 0:
         typer.echo("--workers must be at least 1", err=True)
         raise typer.Exit(2)
@@ -95,10 +82,8 @@ def reload(
     config: Path = typer.Option(..., "--config", "-c", help="the finward.yaml the gateway serves"),
 ) -> None:
     """Ask a running gateway to reload its configuration (admin API, else pid file + SIGHUP)."""
-    from finward.config.model import GatewayConfig
 
-    cfg = _load_or_exit(config)
-    assert isinstance(cfg, GatewayConfig)
+    cfg = load_or_exit(config, compile_specs=True)
     token = cfg.admin.token or os.environ.get("FINWARD_ADMIN_TOKEN")
     if cfg.admin.enabled and token:
         url = f"http://{cfg.admin.host}:{cfg.admin.port}/admin/reload"
