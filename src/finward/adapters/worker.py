@@ -66,9 +66,10 @@ def build_state(
         reader = ClientCertReader(ca)
     # A client's own copy of an identity header never passes, with or without auth;
     # with auth, neither does the DPoP proof.
-    extra = auth_settings(config.auth).identity_headers.names()
     if gateway.auth is not None:
-        extra = extra | {"dpop"}
+        extra = gateway.auth.settings.identity_headers.names() | {"dpop"}
+    else:  # compiled settings exist only with auth on; the names are configured anyway
+        extra = auth_settings(config.auth).identity_headers.names()
     drop = upstream_drop_set(config.proxy.client_cert_header, extra)
     return WorkerState(gateway, UpstreamPool(config.upstreams), reader, drop)
 
